@@ -1,0 +1,24 @@
+//! A typed async client for the Qlik Automations REST API (`/api/v1/automations...`).
+//!
+//! Free of Kubernetes types, so the controller, the kubectl plugin and the tests share it.
+//! [`QlikClient`] has one method per endpoint; [`ClientPool`] shares one client, and so one
+//! rate limiter, per tenant and user.
+
+pub mod client;
+pub mod endpoint;
+pub mod error;
+pub mod filter;
+pub mod model;
+pub mod pool;
+pub mod query;
+pub mod ratelimit;
+pub mod retry;
+
+pub use client::{ApiKey, ClientConfig, QlikClient, UsageQuery};
+pub use endpoint::{Endpoint, Tier};
+pub use error::{ErrorClass, QlikError};
+pub use filter::Filter;
+pub use pool::ClientPool;
+pub use query::{ListParams, Sort};
+pub use ratelimit::{RateLimiter, RateLimits};
+pub use retry::RetryPolicy;

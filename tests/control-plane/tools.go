@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools records the upstream commands this module builds, so that
+// `go mod tidy` keeps their dependencies in go.mod/go.sum. It is never compiled.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)

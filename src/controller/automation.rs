@@ -1,0 +1,893 @@
+//! The `QlikAutomation` reconciler: observe → diff → act → record.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{controller::Action as Requeue, events::EventType},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    crd::{
+        ANNOTATION_AUTOMATION_ID, ANNOTATION_CREATE_PENDING, ANNOTATION_RUN_REQUESTED_AT,
+        ConditionStatus, FIELD_MANAGER, FINALIZER, QlikAutomation, QlikAutomationStatus,
+        automation::{DeletionPolicy, LastRun},
+    },
+    qlik::{
+        ErrorClass, Filter, ListParams, QlikClient, QlikError,
+        model::{Automation, AutomationState, AutomationSummary, Run, RunRequest, ScheduleRequest},
+    },
+};
+
+use super::{
+    conditions::{now_rfc3339, pair},
+    context::{Context, Error},
+    plan::{Action, Desired, needs_detail, plan},
+    view::{TenantView, summary_of},
+};
+
+/// The kind name used in metrics.
+const KIND: &str = "QlikAutomation";
+/// How often an object with a run in progress looks at it again.
+const RUN_POLL: Duration = Duration::from_secs(2);
+/// How much earlier than the recorded intent a found automation may claim to have been
+/// created and still count as ours: clocks of the operator and of Qlik differ a little.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(120);
+
+/// Reconciles one `QlikAutomation`. Failures are recorded in status and as Events here, so
+/// the returned error only covers failing to record them.
+pub async fn reconcile(obj: Arc<QlikAutomation>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let started = std::time::Instant::now();
+    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let result = if obj.metadata.deletion_timestamp.is_some() {
+        finalize(&obj, &ctx).await
+    } else {
+        sync(&obj, &ctx).await
+    };
+    match result {
+        Ok(requeue) => {
+            ctx.record_success(&key);
+            ctx.metrics
+                .reconciled(KIND, "success", started.elapsed().as_secs_f64());
+            Ok(requeue)
+        }
+        Err(err) => {
+            let failures = ctx.record_failure(&key);
+            ctx.metrics
+                .reconciled(KIND, err.reason(), started.elapsed().as_secs_f64());
+            tracing::warn!(object = %key, reason = err.reason(), error = %err, "reconcile failed");
+            if obj.metadata.deletion_timestamp.is_none() {
+                record_failure(&obj, &ctx, &err, failures).await?;
+            } else {
+                ctx.event(
+                    &*obj,
+                    EventType::Warning,
+                    err.reason(),
+                    "Delete",
+                    err.to_string(),
+                )
+                .await;
+            }
+            Ok(Requeue::requeue(err.requeue_after(failures)))
+        }
+    }
+}
+
+/// Requeue policy for errors that escaped `reconcile` (failing to write status).
+pub fn error_policy(_obj: Arc<QlikAutomation>, err: &Error, _ctx: Arc<Context>) -> Requeue {
+    Requeue::requeue(err.requeue_after(1))
+}
+
+fn api(ctx: &Context, obj: &QlikAutomation) -> Api<QlikAutomation> {
+    Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default())
+}
+
+/// The remote automation id the object is linked to: the annotation wins over status, since
+/// a user sets it to adopt and the operator writes it right after a create.
+fn linked_id(obj: &QlikAutomation) -> Option<String> {
+    obj.annotations()
+        .get(ANNOTATION_AUTOMATION_ID)
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().to_owned())
+        .or_else(|| obj.status.as_ref()?.automation_id.clone())
+}
+
+/// Merges annotation changes (`None` removes) into the object, guarded by its
+/// resourceVersion so two writers cannot both think they recorded an intent.
+async fn patch_annotations(
+    ctx: &Context,
+    obj: &QlikAutomation,
+    changes: &[(&str, Option<String>)],
+) -> Result<QlikAutomation, Error> {
+    let annotations: serde_json::Map<String, Value> = changes
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                v.clone().map_or(Value::Null, Value::String),
+            )
+        })
+        .collect();
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": obj.resource_version(),
+            "annotations": annotations,
+        }
+    });
+    Ok(api(ctx, obj)
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?)
+}
+
+async fn ensure_finalizer(ctx: &Context, obj: &QlikAutomation) -> Result<QlikAutomation, Error> {
+    if obj.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(obj.clone());
+    }
+    let mut finalizers = obj.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_owned());
+    let patch = json!({
+        "metadata": { "resourceVersion": obj.resource_version(), "finalizers": finalizers }
+    });
+    Ok(api(ctx, obj)
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?)
+}
+
+async fn remove_finalizer(ctx: &Context, obj: &QlikAutomation) -> Result<(), Error> {
+    let finalizers: Vec<String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    let patch = json!({
+        "metadata": { "resourceVersion": obj.resource_version(), "finalizers": finalizers }
+    });
+    match api(ctx, obj)
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Another object that claims the same remote and came first, if any.
+fn earlier_claimant(ctx: &Context, obj: &QlikAutomation, id: &str) -> Option<String> {
+    let me = (obj.creation_timestamp(), obj.namespace(), obj.name_any());
+    ctx.automations
+        .state()
+        .iter()
+        .filter(|other| other.uid() != obj.uid() && other.metadata.deletion_timestamp.is_none())
+        .filter(|other| linked_id(other).as_deref() == Some(id))
+        .filter(|other| {
+            (
+                other.creation_timestamp(),
+                other.namespace(),
+                other.name_any(),
+            ) < me
+        })
+        .map(|other| {
+            format!(
+                "{}/{}",
+                other.namespace().unwrap_or_default(),
+                other.name_any()
+            )
+        })
+        .next()
+}
+
+/// Whether any object other than `obj` claims `id`.
+fn claimed_by_other(ctx: &Context, obj: &QlikAutomation, id: &str) -> bool {
+    ctx.automations
+        .state()
+        .iter()
+        .any(|other| other.uid() != obj.uid() && linked_id(other).as_deref() == Some(id))
+}
+
+/// The spec with its references resolved.
+async fn desired_state(ctx: &Context, obj: &QlikAutomation) -> Result<Desired, Error> {
+    let spec = &obj.spec;
+    let workspace = match (&spec.workspace, &spec.workspace_from) {
+        (Some(ws), _) => Some(ws.clone()),
+        (None, Some(from)) => {
+            let r = &from.config_map_key_ref;
+            let ns = obj.namespace().unwrap_or_default();
+            let maps: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), &ns);
+            let map = maps.get_opt(&r.name).await?.ok_or_else(|| {
+                Error::InvalidSpec(format!(
+                    "spec.workspaceFrom: ConfigMap {ns}/{} does not exist",
+                    r.name
+                ))
+            })?;
+            let text = map
+                .data
+                .as_ref()
+                .and_then(|d| d.get(&r.key))
+                .ok_or_else(|| {
+                    Error::InvalidSpec(format!(
+                        "spec.workspaceFrom: ConfigMap {ns}/{} has no key {:?}",
+                        r.name, r.key
+                    ))
+                })?;
+            let value: Value = serde_json::from_str(text).map_err(|e| {
+                Error::InvalidSpec(format!(
+                    "spec.workspaceFrom: ConfigMap {ns}/{} key {:?} is not JSON: {e}",
+                    r.name, r.key
+                ))
+            })?;
+            if !value.is_object() {
+                return Err(Error::InvalidSpec(format!(
+                    "spec.workspaceFrom: ConfigMap {ns}/{} key {:?} must hold a JSON object",
+                    r.name, r.key
+                )));
+            }
+            Some(value)
+        }
+        (None, None) => None,
+    };
+    Ok(Desired {
+        name: obj.remote_name(),
+        description: spec.description.clone(),
+        enabled: spec.enabled,
+        schedules: spec
+            .schedules
+            .iter()
+            .map(|s| ScheduleRequest {
+                start_at: Some(s.start_at.clone()),
+                stop_at: s.stop_at.clone(),
+                interval: Some(s.interval),
+                timezone: Some(s.timezone.clone()),
+                recurrence: None,
+            })
+            .collect(),
+        workspace,
+        owner_id: spec.owner_id.clone(),
+    })
+}
+
+/// What one reconcile observed and decided, to be recorded in status.
+struct Outcome {
+    remote: Observed,
+    applied_digest: Option<String>,
+    ready: (ConditionStatus, &'static str, String),
+    last_run: Option<LastRun>,
+    last_handled_run_request: Option<String>,
+    usage: Option<crate::crd::automation::AutomationUsage>,
+    requeue: Duration,
+}
+
+/// The remote fields status shows, from a full automation or a list item.
+#[derive(Default)]
+struct Observed {
+    id: Option<String>,
+    summary: Option<AutomationSummary>,
+}
+
+async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
+    let obj = ensure_finalizer(ctx, obj).await?;
+    let desired = desired_state(ctx, &obj).await?;
+    let client = ctx
+        .client_for(
+            &obj.namespace().unwrap_or_default(),
+            obj.spec.connection.as_ref(),
+        )
+        .await?;
+    let view = ctx.views.get(&client);
+    let status = obj.status.clone().unwrap_or_default();
+
+    if let Some(id) = linked_id(&obj)
+        && let Some(first) = earlier_claimant(ctx, &obj, &id)
+    {
+        return Err(Error::Conflict(format!(
+            "remote automation {id} is already managed by QlikAutomation {first}; two objects never share a remote"
+        )));
+    }
+
+    if obj.spec.suspend {
+        let listed = match linked_id(&obj) {
+            Some(id) => view.get(&id).await?,
+            None => None,
+        };
+        let outcome = Outcome {
+            remote: Observed {
+                id: linked_id(&obj),
+                summary: listed,
+            },
+            applied_digest: status.applied_digest.clone(),
+            ready: (
+                ConditionStatus::False,
+                "Suspended",
+                "spec.suspend is true: no changes are made to the tenant".into(),
+            ),
+            last_run: status.last_run.clone(),
+            last_handled_run_request: status.last_handled_run_request.clone(),
+            usage: match linked_id(&obj) {
+                Some(id) => view.usage(&id).await,
+                None => None,
+            },
+            requeue: ctx.config.resync,
+        };
+        return record(ctx, &obj, outcome).await;
+    }
+
+    let digest = desired.digest();
+    let (id, mut remote, created) = match linked_id(&obj) {
+        Some(id) => match observe(&view, &id).await? {
+            Some(listed) => (id, Some(listed), false),
+            None => {
+                let adopted_by_user = status.automation_id.as_deref() != Some(id.as_str());
+                if adopted_by_user {
+                    return Err(Error::NotFound(format!(
+                        "automation {id} named by the {ANNOTATION_AUTOMATION_ID} annotation does not exist or is not visible to this key"
+                    )));
+                }
+                ctx.event(
+                    &obj,
+                    EventType::Warning,
+                    "RemoteDeleted",
+                    "Recreate",
+                    format!("automation {id} was deleted outside Kubernetes; creating it again"),
+                )
+                .await;
+                let cleared =
+                    patch_annotations(ctx, &obj, &[(ANNOTATION_AUTOMATION_ID, None)]).await?;
+                let (new_id, automation) =
+                    create_or_recover(ctx, &cleared, &client, &view, &desired).await?;
+                (new_id, Some(summary_of(&automation)), true)
+            }
+        },
+        None => {
+            let (new_id, automation) =
+                create_or_recover(ctx, &obj, &client, &view, &desired).await?;
+            (new_id, Some(summary_of(&automation)), true)
+        }
+    };
+
+    // Fetch the detail only when the spec or the remote moved since the last apply.
+    let listed_updated = remote.as_ref().and_then(|r| r.updated_at.clone());
+    let mut last_run = status.last_run.clone();
+    if created
+        || needs_detail(
+            &digest,
+            status.applied_digest.as_deref(),
+            status.updated_at.as_deref(),
+            listed_updated.as_deref(),
+        )
+    {
+        let detail = client.get_automation(&id).await?;
+        let actions = plan(&desired, &detail);
+        let detail = if actions.is_empty() {
+            detail
+        } else {
+            apply(ctx, &obj, &client, &id, &actions).await?;
+            let after = client.get_automation(&id).await?;
+            view.upsert(&after).await;
+            after
+        };
+        if let Some(run) = &detail.last_run {
+            last_run = Some(last_run_of(run));
+        }
+        remote = Some(summary_of(&detail));
+    }
+
+    // A requested run, exactly once per token.
+    let mut last_handled = status.last_handled_run_request.clone();
+    if let Some(token) = obj.annotations().get(ANNOTATION_RUN_REQUESTED_AT)
+        && last_handled.as_deref() != Some(token.as_str())
+    {
+        let run = request_run(ctx, &obj, &client, &id, token).await?;
+        last_run = Some(last_run_of(&run));
+        last_handled = Some(token.clone());
+    }
+
+    // A run in progress is followed until it ends.
+    let mut requeue = ctx.config.resync;
+    if let Some(run) = &last_run
+        && let Some(run_id) = &run.id
+        && !run
+            .status
+            .as_deref()
+            .is_some_and(|s| crate::qlik::model::RunStatus::from(s).is_terminal())
+    {
+        match client.get_run(&id, run_id).await {
+            Ok(fresh) => last_run = Some(last_run_of(&fresh)),
+            Err(e) if e.class() == ErrorClass::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !last_run
+            .as_ref()
+            .and_then(|r| r.status.as_deref())
+            .is_some_and(|s| crate::qlik::model::RunStatus::from(s).is_terminal())
+        {
+            requeue = RUN_POLL;
+        }
+    }
+    if let (Some(summary), Some(run)) = (remote.as_mut(), &last_run)
+        && run.start_time.is_some()
+        && run.start_time >= summary.last_run_at
+    {
+        // Our own view of the newest run is fresher than the list's.
+        summary.last_run_at = run.start_time.clone();
+        summary.last_run_status = run.status.as_deref().map(Into::into);
+    }
+
+    let usage = view.usage(&id).await;
+    let outcome = Outcome {
+        remote: Observed {
+            id: Some(id),
+            summary: remote,
+        },
+        usage,
+        applied_digest: Some(digest),
+        ready: (
+            ConditionStatus::True,
+            "Synced",
+            "the automation matches the spec".into(),
+        ),
+        last_run,
+        last_handled_run_request: last_handled,
+        requeue,
+    };
+    record(ctx, &obj, outcome).await
+}
+
+/// Looks the linked automation up: in the view, else by a GET (a new or just-adopted remote
+/// may not be listed yet). `None` when it does not exist.
+async fn observe(view: &TenantView, id: &str) -> Result<Option<AutomationSummary>, Error> {
+    if let Some(listed) = view.get(id).await? {
+        return Ok(Some(listed));
+    }
+    match view.client().get_automation(id).await {
+        Ok(a) => {
+            view.upsert(&a).await;
+            Ok(Some(summary_of(&a)))
+        }
+        Err(e) if e.class() == ErrorClass::NotFound => {
+            view.remove(id).await;
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the remote (or finds the one an earlier, interrupted attempt made) and links it.
+///
+/// The intent is recorded on the object before the POST, and the id right after it. A
+/// create whose answer was lost leaves the intent behind; the next attempt then looks for an
+/// automation with the same name, created after the intent and claimed by no other object,
+/// and adopts it instead of creating a second one.
+async fn create_or_recover(
+    ctx: &Context,
+    obj: &QlikAutomation,
+    client: &QlikClient,
+    view: &TenantView,
+    desired: &Desired,
+) -> Result<(String, Automation), Error> {
+    if let Some(intent) = obj.annotations().get(ANNOTATION_CREATE_PENDING)
+        && let Some(found) = find_own_create(ctx, obj, client, &desired.name, intent).await?
+    {
+        patch_annotations(
+            ctx,
+            obj,
+            &[
+                (ANNOTATION_AUTOMATION_ID, Some(found.id.clone())),
+                (ANNOTATION_CREATE_PENDING, None),
+            ],
+        )
+        .await?;
+        let automation = client.get_automation(&found.id).await?;
+        view.upsert(&automation).await;
+        ctx.event(
+            obj,
+            EventType::Normal,
+            "Recovered",
+            "Create",
+            format!(
+                "found automation {} made by an interrupted create and linked it",
+                found.id
+            ),
+        )
+        .await;
+        return Ok((found.id, automation));
+    }
+
+    // A key the tenant refuses is known from the view (cached for its max age): do not spend
+    // a write finding out again.
+    view.get("").await?;
+    let obj = patch_annotations(
+        ctx,
+        obj,
+        &[(ANNOTATION_CREATE_PENDING, Some(now_rfc3339()))],
+    )
+    .await?;
+    let result = match &obj.spec.copy_from {
+        Some(source) => {
+            ctx.metrics.wrote("copy");
+            match client.copy_automation(source, &desired.name).await {
+                Ok(id) => client.get_automation(&id).await,
+                Err(e) => Err(e),
+            }
+        }
+        None => {
+            ctx.metrics.wrote("create");
+            let mut request = desired.request();
+            if !desired.enabled {
+                request.state = Some(AutomationState::Disabled);
+            }
+            client.create_automation(&request).await
+        }
+    };
+    match result {
+        Ok(automation) => {
+            patch_annotations(
+                ctx,
+                &obj,
+                &[
+                    (ANNOTATION_AUTOMATION_ID, Some(automation.id.clone())),
+                    (ANNOTATION_CREATE_PENDING, None),
+                ],
+            )
+            .await?;
+            view.upsert(&automation).await;
+            let how = obj
+                .spec
+                .copy_from
+                .as_ref()
+                .map(|s| format!(" as a copy of {s}"))
+                .unwrap_or_default();
+            ctx.event(
+                &obj,
+                EventType::Normal,
+                "Created",
+                "Create",
+                format!("created automation {}{how}", automation.id),
+            )
+            .await;
+            Ok((automation.id.clone(), automation))
+        }
+        Err(e) if e.is_ambiguous() => {
+            // Keep the intent: the next attempt looks before it creates again.
+            Err(e.into())
+        }
+        Err(e) => {
+            patch_annotations(ctx, &obj, &[(ANNOTATION_CREATE_PENDING, None)]).await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// The automation an interrupted create of this object made, if any.
+async fn find_own_create(
+    ctx: &Context,
+    obj: &QlikAutomation,
+    client: &QlikClient,
+    name: &str,
+    intent: &str,
+) -> Result<Option<AutomationSummary>, Error> {
+    let intent_at = DateTime::parse_from_rfc3339(intent)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let candidates: Vec<AutomationSummary> = client
+        .list_automations(
+            &ListParams::default()
+                .filter(Filter::eq("name", name))
+                .limit(200),
+        )
+        .try_collect()
+        .await?;
+    let mut found: Vec<AutomationSummary> = candidates
+        .into_iter()
+        .filter(|a| {
+            a.created_at
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t.with_timezone(&Utc) + CLOCK_SKEW >= intent_at)
+        })
+        .filter(|a| !claimed_by_other(ctx, obj, &a.id))
+        .collect();
+    found.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    Ok(found.into_iter().next())
+}
+
+async fn apply(
+    ctx: &Context,
+    obj: &QlikAutomation,
+    client: &QlikClient,
+    id: &str,
+    actions: &[Action],
+) -> Result<(), Error> {
+    for action in actions {
+        let result = match action {
+            Action::Update(request) => {
+                ctx.metrics.wrote("update");
+                client.update_automation(id, request).await.map(drop)
+            }
+            Action::Enable => {
+                ctx.metrics.wrote("enable");
+                client.enable_automation(id).await
+            }
+            Action::Disable => {
+                ctx.metrics.wrote("disable");
+                client.disable_automation(id).await
+            }
+            Action::Move(user) => {
+                ctx.metrics.wrote("move");
+                match client.move_automation(id, user).await {
+                    Err(QlikError::Forbidden(f)) => {
+                        return Err(Error::Forbidden(format!(
+                            "spec.ownerId: moving automation {id} to {user} needs a tenant admin's key; with this key the operator would lose sight of it, so it does not move it ({f})"
+                        )));
+                    }
+                    other => other,
+                }
+            }
+        };
+        result?;
+    }
+    let done: Vec<String> = actions.iter().map(Action::describe).collect();
+    ctx.event(
+        obj,
+        EventType::Normal,
+        "Updated",
+        "Update",
+        format!("automation {id}: {}", done.join(", ")),
+    )
+    .await;
+    Ok(())
+}
+
+/// Starts the run a `run-requested-at` token asks for, exactly once per token: the run id is
+/// derived from the automation and the token, so a repeat after a lost answer finds the run
+/// instead of starting another.
+async fn request_run(
+    ctx: &Context,
+    obj: &QlikAutomation,
+    client: &QlikClient,
+    id: &str,
+    token: &str,
+) -> Result<Run, Error> {
+    let run_id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("{id}/{token}").as_bytes(),
+    )
+    .to_string();
+    match client.get_run(id, &run_id).await {
+        Ok(run) => return Ok(run),
+        Err(e) if e.class() == ErrorClass::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.metrics.wrote("run");
+    let request = RunRequest {
+        id: Some(run_id.clone()),
+        inputs: obj.spec.run_inputs.clone(),
+        context: "api".into(),
+    };
+    let run = client.create_run(id, &request).await?;
+    ctx.event(
+        obj,
+        EventType::Normal,
+        "RunStarted",
+        "Run",
+        format!("started run {} for run request {token:?}", run.id),
+    )
+    .await;
+    Ok(run)
+}
+
+fn last_run_of(run: &Run) -> LastRun {
+    LastRun {
+        id: Some(run.id.clone()),
+        status: run.status.as_ref().map(|s| s.to_string()),
+        context: run.context.as_ref().map(|c| c.to_string()),
+        title: run.title.clone(),
+        start_time: run.start_time.clone(),
+        stop_time: run.stop_time.clone(),
+        is_test_run: run.is_test_run,
+        error: run.error.clone().filter(|e| !e.is_null()),
+        metrics: run
+            .metrics
+            .as_ref()
+            .and_then(|m| serde_json::to_value(m).ok()),
+    }
+}
+
+/// Writes status (only when it changed) and returns the requeue.
+async fn record(ctx: &Context, obj: &QlikAutomation, outcome: Outcome) -> Result<Requeue, Error> {
+    let old = obj.status.clone().unwrap_or_default();
+    let generation = obj.metadata.generation;
+    let (ready, reason, message) = outcome.ready;
+    let synced = if reason == "Suspended" {
+        ConditionStatus::True
+    } else {
+        ready
+    };
+    let summary = outcome.remote.summary.as_ref();
+    let mut status = QlikAutomationStatus {
+        automation_id: outcome.remote.id.clone(),
+        state: summary
+            .and_then(|s| s.state.as_ref())
+            .map(|s| s.to_string()),
+        run_mode: summary
+            .and_then(|s| s.run_mode.as_ref())
+            .map(|s| s.to_string()),
+        owner_id: summary.and_then(|s| s.owner_id.clone()),
+        created_at: summary.and_then(|s| s.created_at.clone()),
+        updated_at: summary.and_then(|s| s.updated_at.clone()),
+        last_run_at: summary.and_then(|s| s.last_run_at.clone()),
+        last_run_status: summary
+            .and_then(|s| s.last_run_status.as_ref())
+            .map(|s| s.to_string()),
+        last_run: outcome.last_run,
+        usage: outcome.usage.or(old.usage.clone()),
+        observed_generation: generation,
+        conditions: pair(&old.conditions, ready, synced, reason, &message, generation),
+        last_sync_time: old.last_sync_time.clone(),
+        last_handled_run_request: outcome.last_handled_run_request,
+        applied_digest: outcome.applied_digest,
+    };
+    write_status(ctx, obj, &old, &mut status).await?;
+    Ok(Requeue::requeue(outcome.requeue))
+}
+
+/// How stale `lastSyncTime` may get before it is refreshed on its own.
+const SYNC_TIME_REFRESH: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Applies status with server-side apply, unless nothing but `lastSyncTime` would change
+/// and it is still recent: converged objects cause no writes.
+async fn write_status(
+    ctx: &Context,
+    obj: &QlikAutomation,
+    old: &QlikAutomationStatus,
+    status: &mut QlikAutomationStatus,
+) -> Result<(), Error> {
+    let recent = old
+        .last_sync_time
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| Utc::now() - t.with_timezone(&Utc) < SYNC_TIME_REFRESH);
+    if status == old && recent {
+        return Ok(());
+    }
+    status.last_sync_time = Some(now_rfc3339());
+    let patch = json!({
+        "apiVersion": "automations.qlik.dev/v1alpha1",
+        "kind": "QlikAutomation",
+        "status": status,
+    });
+    api(ctx, obj)
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn record_failure(
+    obj: &QlikAutomation,
+    ctx: &Context,
+    err: &Error,
+    failures: u32,
+) -> Result<(), Error> {
+    let mut message = err.to_string();
+    if let Some(trace) = err.trace_id()
+        && !message.contains(trace)
+    {
+        message.push_str(&format!(" (traceId {trace})"));
+    }
+    // Repeating the same Event on every retry would flood the namespace; the first failure
+    // and every tenth say it again.
+    if failures.is_multiple_of(10) {
+        ctx.event(
+            obj,
+            EventType::Warning,
+            err.reason(),
+            "Reconcile",
+            message.clone(),
+        )
+        .await;
+    }
+    let old = obj.status.clone().unwrap_or_default();
+    let generation = obj.metadata.generation;
+    let mut status = QlikAutomationStatus {
+        observed_generation: generation,
+        conditions: pair(
+            &old.conditions,
+            ConditionStatus::False,
+            ConditionStatus::False,
+            err.reason(),
+            &message,
+            generation,
+        ),
+        ..old.clone()
+    };
+    if let Error::Kube(kube::Error::Api(e)) = err
+        && e.code == 404
+    {
+        return Ok(());
+    }
+    write_status(ctx, obj, &old, &mut status).await
+}
+
+/// Deletion: remove the remote (policy `Delete`) or leave it (`Orphan`), then the finalizer.
+async fn finalize(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
+    if !obj.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Requeue::await_change());
+    }
+    let keep = obj.spec.deletion_policy == DeletionPolicy::Orphan || obj.spec.suspend;
+    let id = linked_id(obj);
+    let conflicted = id
+        .as_deref()
+        .is_some_and(|id| earlier_claimant(ctx, obj, id).is_some());
+    if !keep && !conflicted {
+        let client = ctx
+            .client_for(
+                &obj.namespace().unwrap_or_default(),
+                obj.spec.connection.as_ref(),
+            )
+            .await?;
+        let view = ctx.views.get(&client);
+        let mut ids: Vec<String> = id.into_iter().collect();
+        if let Some(intent) = obj.annotations().get(ANNOTATION_CREATE_PENDING)
+            && let Some(found) =
+                find_own_create(ctx, obj, &client, &obj.remote_name(), intent).await?
+        {
+            ids.push(found.id);
+        }
+        for id in ids {
+            ctx.metrics.wrote("delete");
+            match client.delete_automation(&id).await {
+                Ok(()) => {}
+                Err(e) if e.class() == ErrorClass::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            view.remove(&id).await;
+            ctx.event(
+                obj,
+                EventType::Normal,
+                "Deleted",
+                "Delete",
+                format!("deleted automation {id}"),
+            )
+            .await;
+        }
+    } else if let Some(id) = &id {
+        let why = if conflicted {
+            "another object manages it"
+        } else if obj.spec.suspend {
+            "spec.suspend is true"
+        } else {
+            "deletionPolicy is Orphan"
+        };
+        ctx.event(
+            obj,
+            EventType::Normal,
+            "Orphaned",
+            "Delete",
+            format!("left automation {id} in the tenant: {why}"),
+        )
+        .await;
+    }
+    remove_finalizer(ctx, obj).await?;
+    Ok(Requeue::await_change())
+}

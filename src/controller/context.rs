@@ -1,0 +1,264 @@
+//! What every reconcile shares: clients, views, stores, settings, and the error type.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Resource, ResourceExt,
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+use rand::Rng;
+
+use crate::{
+    crd::{
+        Connection, QlikAutomation, QlikAutomationSettings, SECRET_KEY_API_KEY,
+        SECRET_KEY_TENANT_URL,
+    },
+    qlik::{ApiKey, ClientPool, ErrorClass, QlikClient, QlikError},
+};
+
+use super::{metrics::Metrics, view::TenantViews};
+
+/// Settings of the operator process that reconciles read.
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    /// The Secret (`namespace`, `name`) used by objects that name none.
+    pub default_connection: Option<(String, String)>,
+    /// How often a converged object is looked at again.
+    pub resync: Duration,
+    /// How old a tenant view may be before a reconcile refreshes it.
+    pub view_max_age: Duration,
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// The Kubernetes client.
+    pub kube: kube::Client,
+    /// One Qlik client (and rate limiter) per tenant and key.
+    pub pool: Arc<ClientPool>,
+    /// One list-based view per tenant and key.
+    pub views: TenantViews,
+    /// Every `QlikAutomation` the operator watches, for conflict checks.
+    pub automations: super::Stores<QlikAutomation>,
+    /// Every `QlikAutomationSettings` the operator watches, for conflict checks.
+    pub settings: super::Stores<QlikAutomationSettings>,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Process settings.
+    pub config: OperatorSettings,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+/// A reconcile failure, with the class that decides the condition reason and the requeue.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API failed.
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    /// The tenant refused or failed.
+    #[error("{0}")]
+    Qlik(#[from] QlikError),
+    /// The connection Secret is missing or incomplete.
+    #[error("{0}")]
+    Connection(String),
+    /// The spec cannot be applied as written (a missing ConfigMap, invalid workspace JSON).
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// Another object already manages the same remote.
+    #[error("{0}")]
+    Conflict(String),
+    /// The automation named by the id annotation does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The key may not do what the spec asks.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl Error {
+    /// The condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesError",
+            Error::Qlik(e) => e.class().reason(),
+            Error::Connection(_) => "ConnectionError",
+            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::Conflict(_) => "Conflict",
+            Error::NotFound(_) => "NotFound",
+            Error::Forbidden(_) => "Forbidden",
+        }
+    }
+
+    /// How long to wait before trying again, given how many times in a row this object
+    /// failed. Errors only a person can fix wait long; transient ones back off exponentially
+    /// with jitter.
+    pub fn requeue_after(&self, failures: u32) -> Duration {
+        let class = match self {
+            Error::Qlik(e) => Some(e.class()),
+            _ => None,
+        };
+        match (self, class) {
+            (_, Some(ErrorClass::RateLimited)) => {
+                let wait = match self {
+                    Error::Qlik(e) => e.retry_after().unwrap_or(Duration::from_secs(5)),
+                    _ => Duration::from_secs(5),
+                };
+                wait + jitter(Duration::from_secs(2))
+            }
+            (_, Some(ErrorClass::Unauthorized | ErrorClass::Forbidden))
+            | (Error::Connection(_) | Error::Forbidden(_), _) => {
+                exponential(Duration::from_secs(30), Duration::from_secs(600), failures)
+            }
+            (Error::InvalidSpec(_), _) | (_, Some(ErrorClass::InvalidRequest)) => {
+                // A spec change triggers a reconcile by itself; this is only a safety net.
+                Duration::from_secs(3600)
+            }
+            (Error::Conflict(_) | Error::NotFound(_), _) | (_, Some(ErrorClass::NotFound)) => {
+                exponential(Duration::from_secs(30), Duration::from_secs(600), failures)
+            }
+            _ => exponential(Duration::from_secs(1), Duration::from_secs(300), failures),
+        }
+    }
+
+    /// Qlik's trace id, when the tenant gave one.
+    pub fn trace_id(&self) -> Option<&str> {
+        match self {
+            Error::Qlik(e) => e.trace_id(),
+            _ => None,
+        }
+    }
+}
+
+fn jitter(max: Duration) -> Duration {
+    let millis = max.as_millis().max(1) as u64;
+    Duration::from_millis(rand::rng().random_range(0..millis))
+}
+
+/// `base × 2^failures`, capped, with up to 25 % jitter.
+fn exponential(base: Duration, cap: Duration, failures: u32) -> Duration {
+    let d = base.saturating_mul(1u32 << failures.min(16)).min(cap);
+    d + jitter(d / 4)
+}
+
+impl Context {
+    /// A context for the given clients and settings.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kube: kube::Client,
+        pool: Arc<ClientPool>,
+        automations: super::Stores<QlikAutomation>,
+        settings: super::Stores<QlikAutomationSettings>,
+        config: OperatorSettings,
+        metrics: Arc<Metrics>,
+    ) -> Context {
+        let recorder = Recorder::new(
+            kube.clone(),
+            Reporter {
+                controller: "qlik-automations-operator".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Context {
+            kube,
+            pool,
+            views: TenantViews::new(config.view_max_age),
+            automations,
+            settings,
+            recorder,
+            config,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a failure of `key` and returns how many in a row it has now.
+    pub fn record_failure(&self, key: &str) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        let before = *n;
+        *n = n.saturating_add(1);
+        before
+    }
+
+    /// Forgets the failures of `key` after a success.
+    pub fn record_success(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    /// The Qlik client for an object's connection, resolved from a Secret in its namespace
+    /// (or the operator's default connection when it names none).
+    pub async fn client_for(
+        &self,
+        namespace: &str,
+        connection: Option<&Connection>,
+    ) -> Result<QlikClient, Error> {
+        let (secret_ns, secret_name) = match (connection, &self.config.default_connection) {
+            (Some(c), _) => (namespace.to_owned(), c.secret_ref.name.clone()),
+            (None, Some((ns, name))) => (ns.clone(), name.clone()),
+            (None, None) => {
+                return Err(Error::Connection(
+                    "spec.connection is not set and the operator has no default connection".into(),
+                ));
+            }
+        };
+        let secrets: Api<Secret> = Api::namespaced(self.kube.clone(), &secret_ns);
+        let secret = secrets.get_opt(&secret_name).await?.ok_or_else(|| {
+            Error::Connection(format!("Secret {secret_ns}/{secret_name} does not exist"))
+        })?;
+        let read = |key: &str| -> Result<String, Error> {
+            let data = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned())
+                .or_else(|| {
+                    secret
+                        .string_data
+                        .as_ref()
+                        .and_then(|d| d.get(key))
+                        .map(|v| v.trim().to_owned())
+                });
+            match data {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => Err(Error::Connection(format!(
+                    "Secret {secret_ns}/{secret_name} has no key {key:?}"
+                ))),
+            }
+        };
+        let tenant_url = read(SECRET_KEY_TENANT_URL)?;
+        let api_key = ApiKey::new(read(SECRET_KEY_API_KEY)?);
+        self.pool
+            .client(&tenant_url, &api_key)
+            .map_err(|e| Error::Connection(format!("Secret {secret_ns}/{secret_name}: {e}")))
+    }
+
+    /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(super::conditions::truncate(&note, 1000)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(object = %obj.name_any(), error = %e, "could not publish an Event");
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The reconcile decision as a pure function: what the spec wants, what the tenant has, and
+//! the writes that close the gap. No I/O here, so every rule is unit-tested without a server.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::qlik::model::{Automation, AutomationRequest, AutomationState, ScheduleRequest};
+
+/// The remote state a `QlikAutomation` spec asks for, with references already resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// Remote name.
+    pub name: String,
+    /// Remote description (`None` = leave empty).
+    pub description: Option<String>,
+    /// Enabled or disabled.
+    pub enabled: bool,
+    /// Schedules.
+    pub schedules: Vec<ScheduleRequest>,
+    /// Workspace (`None` = the operator does not manage it).
+    pub workspace: Option<Value>,
+    /// Owner (`None` = the operator does not manage it).
+    pub owner_id: Option<String>,
+}
+
+impl Desired {
+    /// The body of a create or update.
+    pub fn request(&self) -> AutomationRequest {
+        AutomationRequest {
+            name: Some(self.name.clone()),
+            description: Some(self.description.clone().unwrap_or_default()),
+            state: None,
+            schedules: Some(self.schedules.clone()),
+            workspace: self.workspace.clone(),
+        }
+    }
+
+    /// A stable digest of the desired remote state. Stored in status after it was applied, so
+    /// a later reconcile knows, without fetching the remote, whether the spec moved.
+    pub fn digest(&self) -> String {
+        let canonical = serde_json::json!({
+            "name": self.name,
+            "description": self.description.clone().unwrap_or_default(),
+            "enabled": self.enabled,
+            "schedules": self.schedules,
+            "workspace": self.workspace,
+            "ownerId": self.owner_id,
+        });
+        let hash = Sha256::digest(canonical.to_string().as_bytes());
+        hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// One write to the tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// `PUT` the automation with this body.
+    Update(AutomationRequest),
+    /// `actions/enable`
+    Enable,
+    /// `actions/disable`
+    Disable,
+    /// `actions/move` to this user.
+    Move(String),
+}
+
+impl Action {
+    /// A short name for events and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Update(_) => "update".into(),
+            Action::Enable => "enable".into(),
+            Action::Disable => "disable".into(),
+            Action::Move(user) => format!("move to {user}"),
+        }
+    }
+}
+
+/// The fields of a remote that differ from what is desired, by name (for messages).
+pub fn differences(desired: &Desired, remote: &Automation) -> Vec<&'static str> {
+    let mut diff = Vec::new();
+    if remote.name.as_deref().unwrap_or_default() != desired.name {
+        diff.push("name");
+    }
+    if remote.description.as_deref().unwrap_or_default()
+        != desired.description.as_deref().unwrap_or_default()
+    {
+        diff.push("description");
+    }
+    let remote_schedules: Vec<ScheduleRequest> = remote
+        .schedules
+        .iter()
+        .map(|s| normalise_schedule(s.to_request()))
+        .collect();
+    let desired_schedules: Vec<ScheduleRequest> = desired
+        .schedules
+        .iter()
+        .cloned()
+        .map(normalise_schedule)
+        .collect();
+    if remote_schedules != desired_schedules {
+        diff.push("schedules");
+    }
+    if let Some(ws) = &desired.workspace
+        && !workspace_equal(ws, remote.workspace.as_ref())
+    {
+        diff.push("workspace");
+    }
+    diff
+}
+
+/// Compares schedules only on what the spec owns: empty strings and absent values are equal.
+fn normalise_schedule(mut s: ScheduleRequest) -> ScheduleRequest {
+    for field in [
+        &mut s.start_at,
+        &mut s.stop_at,
+        &mut s.recurrence,
+        &mut s.timezone,
+    ] {
+        if field.as_deref().is_some_and(str::is_empty) {
+            *field = None;
+        }
+    }
+    s
+}
+
+/// A missing remote workspace equals an empty object: the service may omit an empty one.
+fn workspace_equal(desired: &Value, remote: Option<&Value>) -> bool {
+    match remote {
+        Some(r) => r == desired,
+        None => desired.as_object().is_some_and(|o| o.is_empty()),
+    }
+}
+
+/// Plans the writes that make `remote` match `desired`, in the order they must happen.
+///
+/// The move goes last: after it only an admin key still sees the automation, and the other
+/// writes are better done while the current owner holds it. Enable/disable go after the
+/// update so that enabling an automation happens with its new definition in place.
+pub fn plan(desired: &Desired, remote: &Automation) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if !differences(desired, remote).is_empty() {
+        actions.push(Action::Update(desired.request()));
+    }
+    let enabled = !matches!(remote.state, Some(AutomationState::Disabled));
+    if desired.enabled && !enabled {
+        actions.push(Action::Enable);
+    } else if !desired.enabled && enabled {
+        actions.push(Action::Disable);
+    }
+    if let Some(owner) = &desired.owner_id
+        && remote.owner_id.as_deref() != Some(owner.as_str())
+    {
+        actions.push(Action::Move(owner.clone()));
+    }
+    actions
+}
+
+/// Plans the writes after a create or copy made `remote`: as [`plan`], but a freshly created
+/// automation already has the update's content unless it was copied.
+pub fn plan_after_create(desired: &Desired, remote: &Automation) -> Vec<Action> {
+    plan(desired, remote)
+}
+
+/// Whether the object must fetch the remote's detail this time, or the list view suffices.
+///
+/// The detail is needed when the spec changed since it was last applied, when the remote
+/// changed since it was last seen (drift), or when the object never saw it.
+pub fn needs_detail(
+    desired_digest: &str,
+    applied_digest: Option<&str>,
+    seen_updated_at: Option<&str>,
+    listed_updated_at: Option<&str>,
+) -> bool {
+    applied_digest != Some(desired_digest)
+        || seen_updated_at.is_none()
+        || listed_updated_at.is_none()
+        || seen_updated_at != listed_updated_at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qlik::model::Schedule;
+    use serde_json::json;
+
+    fn desired() -> Desired {
+        Desired {
+            name: "nightly".into(),
+            description: Some("loads".into()),
+            enabled: true,
+            schedules: vec![ScheduleRequest {
+                start_at: Some("2026-01-01 00:00:00".into()),
+                stop_at: None,
+                interval: Some(3600),
+                timezone: Some("UTC".into()),
+                recurrence: None,
+            }],
+            workspace: Some(json!({"blocks": []})),
+            owner_id: None,
+        }
+    }
+
+    fn remote_matching(d: &Desired) -> Automation {
+        Automation {
+            id: "a1".into(),
+            name: Some(d.name.clone()),
+            description: d.description.clone(),
+            state: Some(AutomationState::Available),
+            owner_id: Some("u1".into()),
+            schedules: d
+                .schedules
+                .iter()
+                .map(|s| Schedule {
+                    id: Some("server-added".into()),
+                    start_at: s.start_at.clone(),
+                    stop_at: s.stop_at.clone(),
+                    interval: s.interval,
+                    timezone: s.timezone.clone(),
+                    recurrence: None,
+                    last_started_at: Some("2026-01-01T00:00:00.000000Z".into()),
+                    next_run_at: Some("2026-01-01T01:00:00.000000Z".into()),
+                })
+                .collect(),
+            workspace: d.workspace.clone(),
+            snippet_ids: vec!["computed".into()],
+            ..Automation::default()
+        }
+    }
+
+    #[test]
+    fn a_converged_remote_needs_nothing() {
+        let d = desired();
+        assert_eq!(plan(&d, &remote_matching(&d)), vec![]);
+    }
+
+    #[test]
+    fn server_added_fields_are_ignored() {
+        let d = desired();
+        let mut r = remote_matching(&d);
+        r.run_mode = Some(crate::qlik::model::RunMode::Scheduled);
+        r.connector_ids = vec!["x".into()];
+        r.last_run_at = Some("2026-02-02T00:00:00Z".into());
+        assert!(differences(&d, &r).is_empty());
+    }
+
+    #[test]
+    fn each_owned_field_is_diffed() {
+        let d = desired();
+        let mut r = remote_matching(&d);
+        r.name = Some("other".into());
+        assert_eq!(differences(&d, &r), vec!["name"]);
+        let mut r = remote_matching(&d);
+        r.description = None;
+        assert_eq!(differences(&d, &r), vec!["description"]);
+        let mut r = remote_matching(&d);
+        r.schedules[0].interval = Some(60);
+        assert_eq!(differences(&d, &r), vec!["schedules"]);
+        let mut r = remote_matching(&d);
+        r.schedules.clear();
+        assert_eq!(differences(&d, &r), vec!["schedules"]);
+        let mut r = remote_matching(&d);
+        r.workspace = Some(json!({"blocks": [{"id": 1}]}));
+        assert_eq!(differences(&d, &r), vec!["workspace"]);
+        assert_eq!(
+            plan(&d, &r),
+            vec![Action::Update(d.request())],
+            "one update carries every field"
+        );
+    }
+
+    #[test]
+    fn an_unmanaged_workspace_is_left_alone_and_empty_equals_absent() {
+        let mut d = desired();
+        d.workspace = None;
+        let mut r = remote_matching(&desired());
+        r.workspace = Some(json!({"blocks": [1, 2, 3]}));
+        assert!(differences(&d, &r).is_empty());
+        d.workspace = Some(json!({}));
+        r.workspace = None;
+        assert!(differences(&d, &r).is_empty());
+        let mut d2 = desired();
+        d2.description = None;
+        let mut r2 = remote_matching(&d2);
+        r2.description = Some(String::new());
+        assert!(differences(&d2, &r2).is_empty());
+    }
+
+    #[test]
+    fn enabled_follows_the_spec() {
+        let mut d = desired();
+        let mut r = remote_matching(&d);
+        r.state = Some(AutomationState::Disabled);
+        assert_eq!(plan(&d, &r), vec![Action::Enable]);
+        d.enabled = false;
+        assert_eq!(plan(&d, &r), vec![]);
+        r.state = Some(AutomationState::Available);
+        assert_eq!(plan(&d, &r), vec![Action::Disable]);
+        // `unavailable` is not disabled: the operator does not fight the service over it.
+        r.state = Some(AutomationState::Unavailable);
+        assert_eq!(plan(&d, &r), vec![Action::Disable]);
+        d.enabled = true;
+        assert_eq!(plan(&d, &r), vec![]);
+    }
+
+    #[test]
+    fn move_comes_last() {
+        let mut d = desired();
+        d.owner_id = Some("u2".into());
+        d.enabled = false;
+        let mut r = remote_matching(&d);
+        r.name = Some("old".into());
+        assert_eq!(
+            plan(&d, &r),
+            vec![
+                Action::Update(d.request()),
+                Action::Disable,
+                Action::Move("u2".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn digest_changes_with_every_owned_field_only() {
+        let d = desired();
+        let base = d.digest();
+        assert_eq!(base, desired().digest(), "stable");
+        let mut e = d.clone();
+        e.enabled = false;
+        assert_ne!(e.digest(), base);
+        let mut e = d.clone();
+        e.workspace = Some(json!({"blocks": [1]}));
+        assert_ne!(e.digest(), base);
+        let mut e = d.clone();
+        e.owner_id = Some("x".into());
+        assert_ne!(e.digest(), base);
+    }
+
+    #[test]
+    fn detail_is_fetched_only_when_something_moved() {
+        assert!(!needs_detail("d", Some("d"), Some("t1"), Some("t1")));
+        assert!(
+            needs_detail("d2", Some("d"), Some("t1"), Some("t1")),
+            "spec changed"
+        );
+        assert!(
+            needs_detail("d", Some("d"), Some("t1"), Some("t2")),
+            "remote changed"
+        );
+        assert!(
+            needs_detail("d", None, Some("t1"), Some("t1")),
+            "never applied"
+        );
+        assert!(needs_detail("d", Some("d"), None, Some("t1")), "never seen");
+    }
+}

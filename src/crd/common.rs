@@ -1,0 +1,100 @@
+//! Pieces both resources share: the connection to a tenant, conditions, and schema helpers.
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+/// The API group of both resources.
+pub const GROUP: &str = "automations.qlik.dev";
+/// The API version of both resources.
+pub const VERSION: &str = "v1alpha1";
+/// The finalizer that guards remote cleanup.
+pub const FINALIZER: &str = "automations.qlik.dev/cleanup";
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "qlik-automations-operator";
+/// Links an object to its remote automation: set by users to adopt, by the operator after a create.
+pub const ANNOTATION_AUTOMATION_ID: &str = "automations.qlik.dev/automation-id";
+/// Records that a create is about to be sent (an RFC 3339 time), so that a create whose answer
+/// was lost can be found again instead of repeated.
+pub const ANNOTATION_CREATE_PENDING: &str = "automations.qlik.dev/create-pending";
+/// A new value requests one run of the automation.
+pub const ANNOTATION_RUN_REQUESTED_AT: &str = "automations.qlik.dev/run-requested-at";
+/// Flux's convention: a new value forces a full reconcile now.
+pub const ANNOTATION_RECONCILE_REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
+/// The Secret key holding the tenant URL.
+pub const SECRET_KEY_TENANT_URL: &str = "tenantUrl";
+/// The Secret key holding the API key.
+pub const SECRET_KEY_API_KEY: &str = "apiKey";
+
+/// Where the tenant URL and API key come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    /// A Secret in the resource's own namespace with the keys `tenantUrl` (e.g.
+    /// `https://acme.eu.qlikcloud.com`) and `apiKey`.
+    pub secret_ref: SecretRef,
+}
+
+/// A reference to a Secret in the same namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, kube::KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!has(self.__namespace__)")
+    .message("connection.secretRef.namespace is not allowed: a resource may only use a Secret in its own namespace")
+    .field_path(".namespace"))]
+pub struct SecretRef {
+    /// The Secret's name.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Not allowed: namespaces are the tenancy boundary. Present in the schema only so that a
+    /// manifest naming another namespace is refused instead of silently pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// The status of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ConditionStatus {
+    /// The condition holds.
+    True,
+    /// The condition does not hold.
+    False,
+    /// Not known yet.
+    Unknown,
+}
+
+/// One observation of the resource's state, in the Kubernetes convention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready` (the tenant matches the spec) or `Synced` (the last reconcile succeeded).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: ConditionStatus,
+    /// A CamelCase reason for machines, e.g. `Unauthorized`, `InvalidSpec`, `Conflict`.
+    pub reason: String,
+    /// A sentence for humans, with Qlik's own detail and traceId when there is one.
+    pub message: String,
+    /// The `metadata.generation` this condition was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When `status` last changed (RFC 3339).
+    pub last_transition_time: String,
+}
+
+/// The schema of a free-form JSON object the apiserver must keep as given.
+pub fn preserve_unknown_object(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// The schema of any JSON value the apiserver must keep as given.
+pub fn preserve_unknown_any(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}

@@ -1,0 +1,77 @@
+//! The `QlikAutomationSettings` resource: a tenant's automation settings, declared.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Condition, Connection};
+
+/// A tenant's automation settings. One per tenant: a second object pointing at the same
+/// tenant reports `Ready=False, reason=Conflict` and changes nothing.
+#[derive(CustomResource, JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "automations.qlik.dev",
+    version = "v1alpha1",
+    kind = "QlikAutomationSettings",
+    plural = "qlikautomationsettings",
+    singular = "qlikautomationsettings",
+    shortname = "qas",
+    category = "qlik",
+    namespaced,
+    status = "QlikAutomationSettingsStatus",
+    derive = "PartialEq",
+    doc = "Tenant-wide Qlik automation settings, applied to the tenant the connection points at.",
+    printcolumn = r#"{"name": "Enabled", "type": "boolean", "jsonPath": ".status.automationsEnabled", "description": "Whether automations may run in the tenant"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct QlikAutomationSettingsSpec {
+    /// Where the tenant URL and (tenant admin) API key come from. Optional when the operator
+    /// was started with a default connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
+    /// Whether automations may run in the tenant.
+    pub automations_enabled: bool,
+}
+
+/// What the operator observes of the tenant's settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QlikAutomationSettingsStatus {
+    /// The tenant's observed `automationsEnabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automations_enabled: Option<bool>,
+    /// Tenant-wide usage over `usage.window`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TenantUsage>,
+    /// The `metadata.generation` last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` and `Synced`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// When the operator last compared the tenant with the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+}
+
+/// Tenant-wide usage over a window.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantUsage {
+    /// The window, e.g. `since 2026-11-01`.
+    pub window: String,
+    /// Runs.
+    #[serde(default)]
+    pub runs: i64,
+    /// Seconds of run time.
+    #[serde(default)]
+    pub duration: i64,
+    /// Bytes received.
+    #[serde(default)]
+    pub bandwidth_in: i64,
+    /// Bytes sent.
+    #[serde(default)]
+    pub bandwidth_out: i64,
+}

@@ -1,0 +1,702 @@
+//! End-to-end: the operator binary against a real kube-apiserver and the emulator. Every test
+//! asserts both what Kubernetes shows and what the tenant (the emulator) holds.
+
+#[path = "support/control_plane.rs"]
+mod control_plane;
+#[path = "support/operator.rs"]
+mod operator;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Event;
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+};
+use qlik_automations_operator::{
+    crd::{ConditionStatus, QlikAutomation, QlikAutomationSettings},
+    emulator::RunningEmulator,
+    qlik::{self, Endpoint, Tier},
+};
+use serde_json::{Value, json};
+
+use control_plane::ControlPlane;
+use operator::{ADMIN_KEY, Operator, TestNamespace, USER_ID, USER_KEY, emulator, wait_for};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn automation_yaml(name: &str, extra_spec: &str) -> String {
+    format!(
+        r#"
+apiVersion: automations.qlik.dev/v1alpha1
+kind: QlikAutomation
+metadata:
+  name: {name}
+spec:
+  connection:
+    secretRef:
+      name: qlik
+  description: "managed by e2e"
+  schedules:
+    - startAt: "2020-01-01 00:00:00"
+      stopAt: "2099-12-31 00:00:00"
+      interval: 3600
+      timezone: Europe/Stockholm
+  workspace:
+    blocks:
+      - id: start
+        type: StartBlock
+        runMode: manual
+{extra_spec}
+"#
+    )
+}
+
+fn ready_status(a: &QlikAutomation) -> Option<(ConditionStatus, String)> {
+    let c = a
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((c.status, c.reason.clone()))
+}
+
+async fn wait_ready(api: &Api<QlikAutomation>, name: &str) -> QlikAutomation {
+    wait_for(&format!("{name} Ready=True"), WAIT, || async {
+        let a = api.get(name).await.ok()?;
+        let ready = ready_status(&a)?;
+        (ready.0 == ConditionStatus::True
+            && a.status.as_ref()?.observed_generation == a.metadata.generation)
+            .then_some(a)
+    })
+    .await
+}
+
+async fn wait_reason(api: &Api<QlikAutomation>, name: &str, reason: &str) -> QlikAutomation {
+    wait_for(&format!("{name} Ready reason {reason}"), WAIT, || async {
+        let a = api.get(name).await.ok()?;
+        (ready_status(&a)?.1 == reason).then_some(a)
+    })
+    .await
+}
+
+fn remote<'a>(emu: &'a [Value], id: &str) -> Option<&'a Value> {
+    emu.iter().find(|a| a["id"] == id)
+}
+
+fn remotes_named(emu: &RunningEmulator, name: &str) -> Vec<Value> {
+    emu.automations()
+        .into_iter()
+        .filter(|a| a["name"] == name)
+        .collect()
+}
+
+/// A namespace with a connection Secret for `key`, an emulator, and a running operator.
+async fn setup(prefix: &str, key: &str) -> (TestNamespace, RunningEmulator, Operator) {
+    let ns = TestNamespace::new(prefix).await;
+    let emu = emulator(|_| {}).await;
+    ns.connection_secret("qlik", &emu.base_url(), key).await;
+    let op = Operator::start(&ns.name, &[]);
+    (ns, emu, op)
+}
+
+async fn events_for(ns: &TestNamespace, name: &str) -> Vec<(String, String)> {
+    let events: Api<Event> = ns.api();
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_becomes_a_remote_automation_and_reports_ready() {
+    let (ns, emu, _op) = setup("create", USER_KEY).await;
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("nightly", "  name: Nightly load"))
+        .await;
+
+    // `kubectl wait` is how users and pipelines wait; it must return.
+    let cp = ControlPlane::shared();
+    let out = cp
+        .kubectl()
+        .args([
+            "wait",
+            "-n",
+            &ns.name,
+            "--for=condition=Ready",
+            "qlikautomation/nightly",
+            "--timeout=60s",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl wait: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let a = wait_ready(&api, "nightly").await;
+    let status = a.status.clone().unwrap();
+    let id = status.automation_id.clone().expect("status.automationId");
+    assert_eq!(a.annotations()["automations.qlik.dev/automation-id"], id);
+    assert_eq!(status.state.as_deref(), Some("available"));
+    assert_eq!(status.run_mode.as_deref(), Some("scheduled"));
+    assert_eq!(status.owner_id.as_deref(), Some(USER_ID));
+    assert!(
+        a.finalizers()
+            .contains(&"automations.qlik.dev/cleanup".to_string())
+    );
+
+    let all = emu.automations();
+    assert_eq!(all.len(), 1);
+    let r = remote(&all, &id).unwrap();
+    assert_eq!(r["name"], "Nightly load");
+    assert_eq!(r["description"], "managed by e2e");
+    assert_eq!(r["schedules"][0]["interval"], 3600);
+    assert_eq!(r["schedules"][0]["timezone"], "Europe/Stockholm");
+    assert_eq!(r["workspace"]["blocks"][0]["type"], "StartBlock");
+
+    // `kubectl get -o wide` shows the columns filled in from the tenant.
+    let out = cp
+        .kubectl()
+        .args(["get", "qlikautomations", "-n", &ns.name, "-o", "wide"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("AUTOMATION ID") && table.contains(&id),
+        "{table}"
+    );
+    assert!(
+        table.contains("scheduled") && table.contains("True"),
+        "{table}"
+    );
+    assert!(
+        events_for(&ns, "nightly")
+            .await
+            .iter()
+            .any(|(r, _)| r == "Created")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_change_is_one_update_and_then_quiet() {
+    let (ns, emu, _op) = setup("update", USER_KEY).await;
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("report", ""))
+        .await;
+    let a = wait_ready(&api, "report").await;
+    let id = a.status.unwrap().automation_id.unwrap();
+    // Let the operator settle, then count from a clean slate.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    emu.reset_counters();
+
+    api.patch(
+        "report",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"description": "changed", "schedules": [{"startAt": "2020-01-01 00:00:00", "interval": 7200, "timezone": "UTC"}]}})),
+    )
+    .await
+    .unwrap();
+    wait_for("the change in the tenant", WAIT, || async {
+        let all = emu.automations();
+        let r = remote(&all, &id)?;
+        (r["description"] == "changed" && r["schedules"][0]["interval"] == 7200).then_some(())
+    })
+    .await;
+    wait_ready(&api, "report").await;
+    // Several resyncs pass (resync is 3 s in tests): no further writes.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let counters = emu.counters();
+    assert_eq!(
+        counters.endpoint(Endpoint::UpdateAutomation),
+        1,
+        "{counters:?}"
+    );
+    assert_eq!(counters.writes(), 1, "{counters:?}");
+    assert_eq!(counters.rate_limited, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enabled_false_disables_and_true_enables() {
+    let (ns, emu, _op) = setup("enable", USER_KEY).await;
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("toggle", "  enabled: false"))
+        .await;
+    let a = wait_ready(&api, "toggle").await;
+    let id = a.status.clone().unwrap().automation_id.unwrap();
+    assert_eq!(a.status.unwrap().state.as_deref(), Some("disabled"));
+    assert_eq!(
+        remote(&emu.automations(), &id).unwrap()["state"],
+        "disabled"
+    );
+
+    api.patch(
+        "toggle",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"enabled": true}})),
+    )
+    .await
+    .unwrap();
+    wait_for("enabled in the tenant", WAIT, || async {
+        (remote(&emu.automations(), &id)?["state"] == "available").then_some(())
+    })
+    .await;
+    let a = wait_ready(&api, "toggle").await;
+    assert_eq!(a.status.unwrap().state.as_deref(), Some("available"));
+    assert!(emu.counters().endpoint(Endpoint::EnableAutomation) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_policy_delete_removes_and_orphan_keeps() {
+    let (ns, emu, _op) = setup("delete", USER_KEY).await;
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("gone", ""))
+        .await;
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("kept", "  deletionPolicy: Orphan"))
+        .await;
+    let gone = wait_ready(&api, "gone")
+        .await
+        .status
+        .unwrap()
+        .automation_id
+        .unwrap();
+    let kept = wait_ready(&api, "kept")
+        .await
+        .status
+        .unwrap()
+        .automation_id
+        .unwrap();
+
+    for name in ["gone", "kept"] {
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    for name in ["gone", "kept"] {
+        wait_for(&format!("{name} to disappear"), WAIT, || async {
+            api.get_opt(name).await.ok()?.is_none().then_some(())
+        })
+        .await;
+    }
+    let all = emu.automations();
+    assert!(remote(&all, &gone).is_none(), "Delete removed the remote");
+    assert!(remote(&all, &kept).is_some(), "Orphan kept the remote");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopting_by_annotation_creates_nothing() {
+    let (ns, emu, _op) = setup("adopt", USER_KEY).await;
+    let client = qlik::QlikClient::new(qlik::ClientConfig::new(
+        emu.base_url(),
+        qlik::ApiKey::new(USER_KEY),
+    ))
+    .unwrap();
+    let existing = client
+        .create_automation(&qlik::model::AutomationRequest {
+            name: Some("legacy".into()),
+            description: Some("made by hand".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    emu.reset_counters();
+    let yaml = automation_yaml("legacy", "  name: legacy").replace(
+        "  name: legacy\nspec:",
+        &format!(
+            "  name: legacy\n  annotations:\n    automations.qlik.dev/automation-id: {}\nspec:",
+            existing.id
+        ),
+    );
+    ns.apply_yaml::<QlikAutomation>(&yaml).await;
+    let a = wait_ready(&ns.api(), "legacy").await;
+    assert_eq!(
+        a.status.unwrap().automation_id.as_deref(),
+        Some(existing.id.as_str())
+    );
+    assert_eq!(emu.counters().endpoint(Endpoint::CreateAutomation), 0);
+    let all = emu.automations();
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        all[0]["description"], "managed by e2e",
+        "the spec now rules the adopted remote"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_band_edits_are_set_back_and_deletes_recreated() {
+    let (ns, emu, _op) = setup("drift", USER_KEY).await;
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("drifty", ""))
+        .await;
+    let id = wait_ready(&api, "drifty")
+        .await
+        .status
+        .unwrap()
+        .automation_id
+        .unwrap();
+    let admin = qlik::QlikClient::new(qlik::ClientConfig::new(
+        emu.base_url(),
+        qlik::ApiKey::new(ADMIN_KEY),
+    ))
+    .unwrap();
+
+    // Someone edits the description in the Qlik UI.
+    admin
+        .update_automation(
+            &id,
+            &qlik::model::AutomationRequest {
+                description: Some("edited by hand".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    wait_for("the edit to be set back", WAIT, || async {
+        (remote(&emu.automations(), &id)?["description"] == "managed by e2e").then_some(())
+    })
+    .await;
+
+    // Someone deletes it.
+    admin.delete_automation(&id).await.unwrap();
+    let recreated = wait_for("a new remote", WAIT, || async {
+        let a = api.get("drifty").await.ok()?;
+        let new_id = a.status.as_ref()?.automation_id.clone()?;
+        (new_id != id && ready_status(&a)?.0 == ConditionStatus::True).then_some(new_id)
+    })
+    .await;
+    assert_eq!(remotes_named(&emu, "drifty").len(), 1);
+    assert!(remote(&emu.automations(), &recreated).is_some());
+    let events = events_for(&ns, "drifty").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "RemoteDeleted" && m.contains(&id)),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_requests_start_exactly_one_run_per_token() {
+    let (ns, emu, _op) = setup("runs", USER_KEY).await;
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("runner", "  runInputs:\n    answer: 42"))
+        .await;
+    let id = wait_ready(&api, "runner")
+        .await
+        .status
+        .unwrap()
+        .automation_id
+        .unwrap();
+
+    for token in ["first", "second"] {
+        api.patch(
+            "runner",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"automations.qlik.dev/run-requested-at": token}}})),
+        )
+        .await
+        .unwrap();
+        let a = wait_for("the run to finish", WAIT, || async {
+            let a = api.get("runner").await.ok()?;
+            let s = a.status.clone()?;
+            (s.last_handled_run_request.as_deref() == Some(token)
+                && s.last_run.as_ref()?.status.as_deref() == Some("finished"))
+            .then_some(a)
+        })
+        .await;
+        let s = a.status.unwrap();
+        assert_eq!(s.last_run_status.as_deref(), Some("finished"));
+        assert!(s.last_run_at.is_some());
+    }
+    // Reconciles keep happening; still exactly two runs.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let client = qlik::QlikClient::new(qlik::ClientConfig::new(
+        emu.base_url(),
+        qlik::ApiKey::new(USER_KEY),
+    ))
+    .unwrap();
+    let runs = client
+        .list_runs_page(&id, &qlik::ListParams::default().limit(200))
+        .await
+        .unwrap();
+    assert_eq!(runs.data.len(), 2, "{:?}", runs.data);
+    let run = client.get_run(&id, &runs.data[0].id).await.unwrap();
+    assert_eq!(run.inputs, Some(json!({"answer": 42})));
+    assert_eq!(emu.counters().endpoint(Endpoint::CreateRun), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_are_unauthorized_without_hammering() {
+    let (ns, emu, _op) = setup("unauth", "not-a-valid-key").await;
+    let api: Api<QlikAutomation> = ns.api();
+    for i in 0..5 {
+        ns.apply_yaml::<QlikAutomation>(&automation_yaml(&format!("denied-{i}"), ""))
+            .await;
+    }
+    let a = wait_reason(&api, "denied-0", "Unauthorized").await;
+    let (status, _) = ready_status(&a).unwrap();
+    assert_eq!(status, ConditionStatus::False);
+    let message = &a.status.unwrap().conditions[0].message;
+    assert!(!message.contains("not-a-valid-key"), "{message}");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let total = emu.counters().total;
+    // One list per view refresh at most, shared by all five objects, and backed off.
+    assert!(total <= 12, "{total} requests in a minute");
+    assert!(emu.automations().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_toggle_the_tenant_and_a_second_object_conflicts() {
+    let (ns, emu, _op) = setup("settings", ADMIN_KEY).await;
+    let api: Api<QlikAutomationSettings> = ns.api();
+    let yaml = |name: &str, enabled: bool| {
+        format!(
+            "apiVersion: automations.qlik.dev/v1alpha1\nkind: QlikAutomationSettings\nmetadata:\n  name: {name}\nspec:\n  connection:\n    secretRef:\n      name: qlik\n  automationsEnabled: {enabled}\n"
+        )
+    };
+    ns.apply_yaml::<QlikAutomationSettings>(&yaml("tenant", false))
+        .await;
+    let admin = qlik::QlikClient::new(qlik::ClientConfig::new(
+        emu.base_url(),
+        qlik::ApiKey::new(ADMIN_KEY),
+    ))
+    .unwrap();
+    wait_for("automations disabled in the tenant", WAIT, || async {
+        (!admin.get_settings().await.ok()?.automations_enabled).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ns.apply_yaml::<QlikAutomationSettings>(&yaml("second", true))
+        .await;
+    let second = wait_for("the second to conflict", WAIT, || async {
+        let s = api.get("second").await.ok()?;
+        let c = s
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")?
+            .clone();
+        (c.reason == "Conflict").then_some(c)
+    })
+    .await;
+    assert_eq!(second.status, ConditionStatus::False);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        !admin.get_settings().await.unwrap().automations_enabled,
+        "the conflicting object wrote nothing"
+    );
+
+    api.patch(
+        "tenant",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"automationsEnabled": true}})),
+    )
+    .await
+    .unwrap();
+    wait_for("automations enabled again", WAIT, || async {
+        admin
+            .get_settings()
+            .await
+            .ok()?
+            .automations_enabled
+            .then_some(())
+    })
+    .await;
+    let first = api.get("tenant").await.unwrap();
+    assert_eq!(first.status.unwrap().automations_enabled, Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_operator_mid_create_leaves_exactly_fifty() {
+    let ns = TestNamespace::new("crash").await;
+    // Slow creates widen the window in which a kill lands between POST and annotation.
+    let emu = emulator(|_| {}).await;
+    emu.set_faults(qlik_automations_operator::emulator::FaultConfig {
+        rules: vec![
+            qlik_automations_operator::emulator::FaultRule::on(Endpoint::CreateAutomation)
+                .with_latency_ms(50, 400),
+        ],
+    });
+    ns.connection_secret("qlik", &emu.base_url(), USER_KEY)
+        .await;
+    let mut op = Operator::start(&ns.name, &[]);
+    let api: Api<QlikAutomation> = ns.api();
+    for i in 0..50 {
+        ns.apply_yaml::<QlikAutomation>(&automation_yaml(&format!("bulk-{i:02}"), ""))
+            .await;
+    }
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        op.kill();
+        op.restart();
+    }
+    wait_for("all 50 Ready", Duration::from_secs(180), || async {
+        let list = api.list(&ListParams::default()).await.ok()?;
+        (list.items.len() == 50
+            && list
+                .items
+                .iter()
+                .all(|a| ready_status(a).is_some_and(|r| r.0 == ConditionStatus::True)))
+        .then_some(())
+    })
+    .await;
+    let all = emu.automations();
+    assert_eq!(all.len(), 50, "exactly 50 remotes, no duplicates");
+    let mut names: Vec<String> = all
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 50);
+    let _ = Tier::Tier2;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_manifests_are_refused_naming_the_field() {
+    let ns = TestNamespace::new("invalid").await;
+    let api: Api<QlikAutomation> = ns.api();
+    let cases = [
+        (
+            "  schedules:\n    - startAt: \"2026-13-01 00:00:00\"\n      interval: 60\n      timezone: UTC",
+            "spec.schedules[0].startAt",
+        ),
+        (
+            "  schedules:\n    - startAt: \"2026-01-01 00:00:00\"\n      interval: 0\n      timezone: UTC",
+            "spec.schedules[0].interval",
+        ),
+        (
+            "  schedules:\n    - startAt: \"2026-01-01 00:00:00\"\n      interval: 60",
+            "timezone",
+        ),
+        ("  deletionPolicy: Keep", "spec.deletionPolicy"),
+        (
+            "  workspaceFrom:\n    configMapKeyRef:\n      name: ws\n      key: ws.json",
+            "workspaceFrom",
+        ),
+        (
+            "  connection:\n    secretRef:\n      name: qlik\n      namespace: other",
+            "namespace",
+        ),
+    ];
+    for (i, (extra, field)) in cases.iter().enumerate() {
+        let yaml = format!(
+            "apiVersion: automations.qlik.dev/v1alpha1\nkind: QlikAutomation\nmetadata:\n  name: bad-{i}\nspec:\n  workspace: {{}}\n{extra}\n"
+        );
+        let obj: QlikAutomation = match serde_yaml::from_str(&yaml) {
+            Ok(o) => o,
+            Err(_) => {
+                // Not even our own types accept it; send it raw.
+                let value: Value = serde_yaml::from_str(&yaml).unwrap();
+                let dynamic: kube::api::DynamicObject = serde_json::from_value(value).unwrap();
+                let ar = kube::api::ApiResource::erase::<QlikAutomation>(&());
+                let raw: Api<kube::api::DynamicObject> =
+                    Api::namespaced_with(ns.client.clone(), &ns.name, &ar);
+                let err = raw.create(&Default::default(), &dynamic).await.unwrap_err();
+                assert!(err.to_string().contains(field), "case {i}: {err}");
+                continue;
+            }
+        };
+        let err = api.create(&Default::default(), &obj).await.unwrap_err();
+        assert!(err.to_string().contains(field), "case {i}: {err}");
+    }
+    // copyFrom cannot change after creation.
+    let yaml = "apiVersion: automations.qlik.dev/v1alpha1\nkind: QlikAutomation\nmetadata:\n  name: copied\nspec:\n  copyFrom: source-id\n  suspend: true\n";
+    ns.apply_yaml::<QlikAutomation>(yaml).await;
+    let err = api
+        .patch(
+            "copied",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"copyFrom": "other-id"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("copyFrom"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_become_ready() {
+    let ns = TestNamespace::new("examples").await;
+    let emu = emulator(|_| {}).await;
+    ns.connection_secret("qlik-tenant", &emu.base_url(), ADMIN_KEY)
+        .await;
+    let _op = Operator::start(&ns.name, &[]);
+    let cp = ControlPlane::shared();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    for args in [
+        vec!["apply", "-f", "automation.yaml"],
+        vec!["apply", "-f", "settings.yaml"],
+        vec!["apply", "-k", "workspace-from-configmap"],
+    ] {
+        let out = cp
+            .kubectl()
+            .current_dir(examples)
+            .args(&args)
+            .args(["-n", &ns.name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let api: Api<QlikAutomation> = ns.api();
+    let nightly = wait_ready(&api, "nightly-reload").await;
+    let webhook = wait_ready(&api, "webhook-sync").await;
+    assert_eq!(
+        webhook.status.as_ref().unwrap().run_mode.as_deref(),
+        Some("webhook")
+    );
+    let settings: Api<QlikAutomationSettings> = ns.api();
+    wait_for("settings Ready", WAIT, || async {
+        let s = settings.get("tenant-settings").await.ok()?;
+        (s.status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True))
+        .then_some(())
+    })
+    .await;
+    let all = emu.automations();
+    assert_eq!(all.len(), 2);
+    let id = nightly.status.unwrap().automation_id.unwrap();
+    assert_eq!(remote(&all, &id).unwrap()["name"], "Nightly reload");
+    let hook = remote(
+        &all,
+        webhook
+            .status
+            .as_ref()
+            .unwrap()
+            .automation_id
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        hook["connectorIds"][0],
+        "0d87808f-27c0-11ea-921c-022e6b5ea1e2"
+    );
+
+    // A change to the ConfigMap is applied to the remote workspace.
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = ns.api();
+    let ws = json!({"blocks": [{"id": "start", "type": "StartBlock", "runMode": "triggered"}]});
+    maps.patch(
+        "webhook-sync-workspace",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"workspace.json": ws.to_string()}})),
+    )
+    .await
+    .unwrap();
+    let hook_id = webhook.status.unwrap().automation_id.unwrap();
+    wait_for("the ConfigMap change in the tenant", WAIT, || async {
+        (remote(&emu.automations(), &hook_id)?["runMode"] == "triggered").then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,264 @@
+//! Test support for end-to-end tests of the operator: the CRDs installed on a real control
+//! plane, the operator binary running as a separate process (so a test can SIGKILL it), an
+//! in-process emulator with known keys, and a connection Secret.
+//!
+//! Include it after the control plane support:
+//! `#[path = "support/control_plane.rs"] mod control_plane;`
+//! `#[path = "support/operator.rs"] mod operator;`
+#![allow(dead_code)]
+
+use std::{
+    fs::File,
+    future::Future,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::Duration,
+};
+
+use k8s_openapi::{
+    ByteString, api::core::v1::Secret,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, CustomResourceExt,
+    api::{ObjectMeta, Patch, PatchParams, PostParams},
+};
+use qlik_automations_operator::{
+    crd::{QlikAutomation, QlikAutomationSettings},
+    emulator::{ApiKey, EmulatorConfig, RunningEmulator},
+};
+
+use super::control_plane::{ControlPlane, unique_name};
+
+/// The emulator's admin key in these tests.
+pub const ADMIN_KEY: &str = "e2e-admin-key-5f3a9c";
+/// A plain user's key.
+pub const USER_KEY: &str = "e2e-user-key-81b2d4";
+/// The plain user's id.
+pub const USER_ID: &str = "e2e-user";
+/// The admin's id.
+pub const ADMIN_ID: &str = "e2e-admin";
+
+/// Installs both CRDs once per test binary and waits until they are established.
+pub async fn ensure_crds(client: &Client) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    if DONE.get().is_some() {
+        return;
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [QlikAutomation::crd(), QlikAutomationSettings::crd()] {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(
+            &name,
+            &PatchParams::apply("e2e-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the apiserver refused CRD {name}: {e}"));
+        wait_for("CRD established", Duration::from_secs(30), || {
+            let crds = crds.clone();
+            let name = name.clone();
+            async move {
+                let c = crds.get(&name).await.ok()?;
+                c.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+    let _ = DONE.set(());
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An emulator with an admin and a plain user and fast runs.
+pub async fn emulator(tweak: impl FnOnce(&mut EmulatorConfig)) -> RunningEmulator {
+    let mut config = EmulatorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        keys: vec![
+            ApiKey {
+                key: ADMIN_KEY.into(),
+                user_id: ADMIN_ID.into(),
+                admin: true,
+            },
+            ApiKey {
+                key: USER_KEY.into(),
+                user_id: USER_ID.into(),
+                admin: false,
+            },
+        ],
+        run_duration: Duration::from_millis(1500),
+        ..EmulatorConfig::default()
+    };
+    tweak(&mut config);
+    RunningEmulator::start(config).await.unwrap()
+}
+
+/// A test's own namespace on the shared control plane, with the CRDs installed.
+pub struct TestNamespace {
+    /// The namespace's name.
+    pub name: String,
+    /// An admin client.
+    pub client: Client,
+}
+
+impl TestNamespace {
+    /// Creates a fresh namespace (namespaces never finish deleting on this control plane, so
+    /// every test gets a new one).
+    pub async fn new(prefix: &str) -> TestNamespace {
+        qlik_automations_operator::install_crypto_provider();
+        let cp = ControlPlane::shared();
+        let client = cp.kube_client().await;
+        ensure_crds(&client).await;
+        let name = unique_name(prefix);
+        cp.create_namespace(&name).await.unwrap();
+        TestNamespace { name, client }
+    }
+
+    /// The typed API of `K` in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Creates the connection Secret `name` pointing at `tenant_url` with `api_key`.
+    pub async fn connection_secret(&self, name: &str, tenant_url: &str, api_key: &str) {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                [
+                    (
+                        "tenantUrl".to_string(),
+                        ByteString(tenant_url.as_bytes().to_vec()),
+                    ),
+                    (
+                        "apiKey".to_string(),
+                        ByteString(api_key.as_bytes().to_vec()),
+                    ),
+                ]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        self.api::<Secret>()
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+
+    /// Creates an object from YAML (the namespace is filled in).
+    pub async fn apply_yaml<K>(&self, yaml: &str) -> K
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        let obj: K = serde_yaml::from_str(yaml).unwrap();
+        self.api::<K>()
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("create refused: {e}"))
+    }
+}
+
+/// The operator binary running as a child process, watching one namespace.
+pub struct Operator {
+    child: Option<Child>,
+    log: PathBuf,
+    args: Vec<String>,
+}
+
+impl Operator {
+    /// Starts the operator on the shared control plane, restricted to `namespace`, with
+    /// short resync and view intervals so tests see drift quickly.
+    pub fn start(namespace: &str, extra: &[&str]) -> Operator {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--namespaces".into(),
+            namespace.into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--resync-seconds".into(),
+            "3".into(),
+            "--view-max-age-seconds".into(),
+            "1".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let dir = std::env::temp_dir().join("qao-e2e-logs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join(format!("{namespace}.log"));
+        let mut op = Operator {
+            child: None,
+            log,
+            args,
+        };
+        op.restart();
+        op
+    }
+
+    /// Starts the process again (after [`Operator::kill`]), appending to the same log.
+    pub fn restart(&mut self) {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let err = out.try_clone().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_qlik-automations-operator"))
+            .args(&self.args)
+            .env("KUBECONFIG", ControlPlane::shared().kubeconfig_path())
+            .env("RUST_LOG", "info,qlik_automations_operator=debug,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILLs the process: no graceful shutdown, like a crash or an OOM kill.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Everything the operator logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -700,3 +700,201 @@ async fn the_examples_become_ready() {
     })
     .await;
 }
+
+fn admin_client(emu: &RunningEmulator) -> qlik::QlikClient {
+    qlik::QlikClient::new(qlik::ClientConfig::new(
+        emu.base_url(),
+        qlik::ApiKey::new(ADMIN_KEY),
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_creates_a_copy_and_converges_the_rest() {
+    let (ns, emu, _op) = setup("copy", USER_KEY).await;
+    let user = qlik::QlikClient::new(qlik::ClientConfig::new(
+        emu.base_url(),
+        qlik::ApiKey::new(USER_KEY),
+    ))
+    .unwrap();
+    let source = user
+        .create_automation(&qlik::model::AutomationRequest {
+            name: Some("template".into()),
+            workspace: Some(
+                json!({"blocks": [{"id": "s", "type": "StartBlock", "runMode": "webhook"}]}),
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let yaml = format!(
+        "apiVersion: automations.qlik.dev/v1alpha1\nkind: QlikAutomation\nmetadata:\n  name: copied\nspec:\n  connection:\n    secretRef:\n      name: qlik\n  copyFrom: {}\n  description: from a template\n",
+        source.id
+    );
+    ns.apply_yaml::<QlikAutomation>(&yaml).await;
+    let a = wait_ready(&ns.api(), "copied").await;
+    let id = a.status.unwrap().automation_id.unwrap();
+    assert_ne!(id, source.id);
+    let counters = emu.counters();
+    assert_eq!(counters.endpoint(Endpoint::CopyAutomation), 1);
+    assert_eq!(
+        counters.endpoint(Endpoint::CreateAutomation),
+        1,
+        "only the test's own create"
+    );
+    let all = emu.automations();
+    let copy = remote(&all, &id).unwrap();
+    assert_eq!(copy["name"], "copied");
+    assert_eq!(copy["description"], "from a template");
+    assert_eq!(
+        copy["workspace"]["blocks"][0]["runMode"], "webhook",
+        "the workspace came from the source"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_moves_with_an_admin_key_and_is_refused_with_a_plain_one() {
+    // With the admin key the move happens and the operator still sees the automation.
+    let (ns, emu, _op) = setup("move", ADMIN_KEY).await;
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("moved", &format!("  ownerId: {USER_ID}")))
+        .await;
+    let a = wait_ready(&ns.api(), "moved").await;
+    let status = a.status.unwrap();
+    assert_eq!(status.owner_id.as_deref(), Some(USER_ID));
+    assert_eq!(
+        remote(&emu.automations(), status.automation_id.as_deref().unwrap()).unwrap()["ownerId"],
+        USER_ID
+    );
+
+    // With a plain key the tenant refuses the move: Forbidden, and the remote stays put.
+    let (ns2, emu2, _op2) = setup("nomove", USER_KEY).await;
+    ns2.apply_yaml::<QlikAutomation>(&automation_yaml("stays", "  ownerId: someone-else"))
+        .await;
+    let a = wait_reason(&ns2.api(), "stays", "Forbidden").await;
+    let message = a.status.unwrap().conditions[0].message.clone();
+    assert!(message.contains("spec.ownerId"), "{message}");
+    let all = emu2.automations();
+    assert_eq!(all.len(), 1, "no second remote");
+    assert_eq!(all[0]["ownerId"], USER_ID);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_stops_all_writes() {
+    let (ns, emu, _op) = setup("suspend", USER_KEY).await;
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("paused", ""))
+        .await;
+    let id = wait_ready(&api, "paused")
+        .await
+        .status
+        .unwrap()
+        .automation_id
+        .unwrap();
+    api.patch(
+        "paused",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": true, "description": "not yet"}})),
+    )
+    .await
+    .unwrap();
+    let a = wait_reason(&api, "paused", "Suspended").await;
+    assert_eq!(ready_status(&a).unwrap().0, ConditionStatus::False);
+    emu.reset_counters();
+    // An out-of-band edit is not set back while suspended, and nothing is written.
+    admin_client(&emu)
+        .update_automation(
+            &id,
+            &qlik::model::AutomationRequest {
+                description: Some("by hand".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(emu.counters().writes(), 1, "only the test's own edit");
+    assert_eq!(
+        remote(&emu.automations(), &id).unwrap()["description"],
+        "by hand"
+    );
+    // Resuming applies the spec.
+    api.patch(
+        "paused",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": false}})),
+    )
+    .await
+    .unwrap();
+    wait_for("the spec applied after resume", WAIT, || async {
+        (remote(&emu.automations(), &id)?["description"] == "not yet").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flux_reconcile_request_is_handled_and_recorded() {
+    let (ns, emu, _op) = setup("flux", ADMIN_KEY).await;
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("fluxed", ""))
+        .await;
+    wait_ready(&api, "fluxed").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let gets_before = emu.counters().endpoint(Endpoint::GetAutomation);
+    api.patch(
+        "fluxed",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "2026-11-29T12:00:00Z"}}})),
+    )
+    .await
+    .unwrap();
+    let a = wait_for("the request handled", WAIT, || async {
+        let a = api.get("fluxed").await.ok()?;
+        (a.status.as_ref()?.last_handled_reconcile_at.as_deref() == Some("2026-11-29T12:00:00Z"))
+            .then_some(a)
+    })
+    .await;
+    assert_eq!(ready_status(&a).unwrap().0, ConditionStatus::True);
+    assert!(
+        emu.counters().endpoint(Endpoint::GetAutomation) > gets_before,
+        "a full reconcile fetched the remote"
+    );
+
+    // Usage (readable with an admin key) appears in status once a run happened.
+    api.patch(
+        "fluxed",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"automations.qlik.dev/run-requested-at": "one"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let usage = wait_for("usage in status", WAIT, || async {
+        let usage = api.get("fluxed").await.ok()?.status?.usage?;
+        (usage.runs == 1).then_some(usage)
+    })
+    .await;
+    assert!(usage.window.starts_with("since "), "{usage:?}");
+    assert!(usage.bandwidth_in > 0, "{usage:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_connection_serves_objects_without_one() {
+    let ns = TestNamespace::new("defconn").await;
+    let emu = emulator(|_| {}).await;
+    ns.connection_secret("shared-tenant", &emu.base_url(), USER_KEY)
+        .await;
+    let _op = Operator::start(
+        &ns.name,
+        &[
+            "--default-connection",
+            &format!("{}/shared-tenant", ns.name),
+        ],
+    );
+    let yaml = automation_yaml("defaulted", "")
+        .replace("  connection:\n    secretRef:\n      name: qlik\n", "");
+    ns.apply_yaml::<QlikAutomation>(&yaml).await;
+    let a = wait_ready(&ns.api(), "defaulted").await;
+    assert_eq!(a.status.unwrap().owner_id.as_deref(), Some(USER_ID));
+    assert_eq!(remotes_named(&emu, "defaulted").len(), 1);
+}

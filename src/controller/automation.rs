@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 
 use crate::{
     crd::{
-        ANNOTATION_AUTOMATION_ID, ANNOTATION_CREATE_PENDING, ANNOTATION_RUN_REQUESTED_AT,
-        ConditionStatus, FIELD_MANAGER, FINALIZER, QlikAutomation, QlikAutomationStatus,
+        ANNOTATION_AUTOMATION_ID, ANNOTATION_CREATE_PENDING, ANNOTATION_RECONCILE_REQUESTED_AT,
+        ANNOTATION_RUN_REQUESTED_AT, ConditionStatus, FIELD_MANAGER, FINALIZER, QlikAutomation,
+        QlikAutomationStatus,
         automation::{DeletionPolicy, LastRun},
     },
     qlik::{
@@ -271,6 +272,7 @@ struct Outcome {
     ready: (ConditionStatus, &'static str, String),
     last_run: Option<LastRun>,
     last_handled_run_request: Option<String>,
+    last_handled_reconcile_at: Option<String>,
     usage: Option<crate::crd::automation::AutomationUsage>,
     requeue: Duration,
 }
@@ -320,6 +322,7 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
             ),
             last_run: status.last_run.clone(),
             last_handled_run_request: status.last_handled_run_request.clone(),
+            last_handled_reconcile_at: status.last_handled_reconcile_at.clone(),
             usage: match linked_id(&obj) {
                 Some(id) => view.usage(&id).await,
                 None => None,
@@ -362,10 +365,18 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
         }
     };
 
-    // Fetch the detail only when the spec or the remote moved since the last apply.
+    // Fetch the detail only when the spec or the remote moved since the last apply, or when
+    // someone asked for a full reconcile (`reconcile.fluxcd.io/requestedAt`).
+    let reconcile_request = obj
+        .annotations()
+        .get(ANNOTATION_RECONCILE_REQUESTED_AT)
+        .cloned();
+    let forced =
+        reconcile_request.is_some() && reconcile_request != status.last_handled_reconcile_at;
     let listed_updated = remote.as_ref().and_then(|r| r.updated_at.clone());
     let mut last_run = status.last_run.clone();
     if created
+        || forced
         || needs_detail(
             &digest,
             status.applied_digest.as_deref(),
@@ -445,6 +456,7 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
         ),
         last_run,
         last_handled_run_request: last_handled,
+        last_handled_reconcile_at: reconcile_request.or(status.last_handled_reconcile_at),
         requeue,
     };
     record(ctx, &obj, outcome).await
@@ -742,6 +754,7 @@ async fn record(ctx: &Context, obj: &QlikAutomation, outcome: Outcome) -> Result
         conditions: pair(&old.conditions, ready, synced, reason, &message, generation),
         last_sync_time: old.last_sync_time.clone(),
         last_handled_run_request: outcome.last_handled_run_request,
+        last_handled_reconcile_at: outcome.last_handled_reconcile_at,
         applied_digest: outcome.applied_digest,
     };
     write_status(ctx, obj, &old, &mut status).await?;

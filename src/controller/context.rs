@@ -6,19 +6,15 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    Api, Resource, ResourceExt,
+    Resource, ResourceExt,
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 use rand::Rng;
 
 use crate::{
-    crd::{
-        Connection, QlikAutomation, QlikAutomationSettings, SECRET_KEY_API_KEY,
-        SECRET_KEY_TENANT_URL,
-    },
-    qlik::{ApiKey, ClientPool, ErrorClass, QlikClient, QlikError},
+    crd::{Connection, QlikAutomation, QlikAutomationSettings},
+    qlik::{ClientPool, ErrorClass, QlikClient, QlikError},
 };
 
 use super::{metrics::Metrics, view::TenantViews};
@@ -201,44 +197,17 @@ impl Context {
         namespace: &str,
         connection: Option<&Connection>,
     ) -> Result<QlikClient, Error> {
-        let (secret_ns, secret_name) = match (connection, &self.config.default_connection) {
-            (Some(c), _) => (namespace.to_owned(), c.secret_ref.name.clone()),
-            (None, Some((ns, name))) => (ns.clone(), name.clone()),
-            (None, None) => {
-                return Err(Error::Connection(
-                    "spec.connection is not set and the operator has no default connection".into(),
-                ));
-            }
-        };
-        let secrets: Api<Secret> = Api::namespaced(self.kube.clone(), &secret_ns);
-        let secret = secrets.get_opt(&secret_name).await?.ok_or_else(|| {
-            Error::Connection(format!("Secret {secret_ns}/{secret_name} does not exist"))
-        })?;
-        let read = |key: &str| -> Result<String, Error> {
-            let data = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned())
-                .or_else(|| {
-                    secret
-                        .string_data
-                        .as_ref()
-                        .and_then(|d| d.get(key))
-                        .map(|v| v.trim().to_owned())
-                });
-            match data {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(Error::Connection(format!(
-                    "Secret {secret_ns}/{secret_name} has no key {key:?}"
-                ))),
-            }
-        };
-        let tenant_url = read(SECRET_KEY_TENANT_URL)?;
-        let api_key = ApiKey::new(read(SECRET_KEY_API_KEY)?);
+        let credentials = super::connection::resolve(
+            &self.kube,
+            namespace,
+            connection,
+            self.config.default_connection.as_ref(),
+        )
+        .await
+        .map_err(|e| Error::Connection(e.to_string()))?;
         self.pool
-            .client(&tenant_url, &api_key)
-            .map_err(|e| Error::Connection(format!("Secret {secret_ns}/{secret_name}: {e}")))
+            .client(&credentials.tenant_url, &credentials.api_key)
+            .map_err(|e| Error::Connection(format!("Secret {}: {e}", credentials.secret)))
     }
 
     /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.

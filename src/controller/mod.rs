@@ -3,6 +3,7 @@
 
 pub mod automation;
 pub mod conditions;
+pub mod connection;
 pub mod context;
 pub mod leader;
 pub mod metrics;
@@ -197,11 +198,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // A changed Secret or ConfigMap reconciles the objects that use it.
         let by_secret = automation_store.clone();
         let by_map = automation_store.clone();
+        let default_secret = settings.default_connection.clone();
         let automations = automations
             .watches(
                 api_in::<Secret>(&client, ns),
                 watcher::Config::default(),
                 move |secret| {
+                    let is_default = default_secret.as_ref().is_some_and(|(ns, name)| {
+                        secret.namespace().as_deref() == Some(ns.as_str())
+                            && secret.name_any() == *name
+                    });
+                    if is_default {
+                        // Every object without a connection of its own uses the default.
+                        return by_secret
+                            .state()
+                            .iter()
+                            .filter(|a| a.spec.connection.is_none())
+                            .map(|a| ObjectRef::from_obj(a.as_ref()))
+                            .collect();
+                    }
                     referencing(&by_secret, &secret, |a, name| {
                         a.spec
                             .connection

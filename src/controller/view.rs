@@ -25,8 +25,9 @@ use crate::{
     },
 };
 
-/// Usage is refreshed this often at most: it changes slowly and costs a read.
-const USAGE_MAX_AGE: Duration = Duration::from_secs(600);
+/// Usage is refreshed this many view ages apart at most (10 minutes with the default 30 s
+/// view): it changes slowly and costs a read.
+const USAGE_AGE_FACTOR: u32 = 20;
 /// After a 403 on usage (the key is not an admin's), usage is not asked for this long.
 const USAGE_FORBIDDEN_BACKOFF: Duration = Duration::from_secs(3600);
 /// The usage window, in days.
@@ -117,7 +118,7 @@ impl TenantView {
         let blocked = state.usage_blocked_until.is_some_and(|t| now < t);
         let fresh = state
             .usage_fetched_at
-            .is_some_and(|t| now.duration_since(t) < USAGE_MAX_AGE);
+            .is_some_and(|t| now.duration_since(t) < self.max_age * USAGE_AGE_FACTOR);
         if !blocked && !fresh {
             match self.fetch_usage().await {
                 Ok(usage) => {

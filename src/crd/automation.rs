@@ -215,6 +215,9 @@ pub struct QlikAutomationStatus {
     /// The last `run-requested-at` token handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_run_request: Option<String>,
+    /// The last `reconcile.fluxcd.io/requestedAt` value handled (Flux's convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
     /// A digest of the desired remote state last applied, so that a spec change is noticed
     /// without fetching the remote.
     #[serde(default, skip_serializing_if = "Option::is_none")]

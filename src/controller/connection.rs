@@ -1,0 +1,97 @@
+//! Resolving a resource's connection to a tenant URL and API key, from a Secret.
+//!
+//! Shared by the reconcilers and the kubectl plugin, so both read Secrets the same way and
+//! refuse the same things.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+use crate::{
+    crd::{Connection, SECRET_KEY_API_KEY, SECRET_KEY_TENANT_URL},
+    qlik::ApiKey,
+};
+
+/// Why a connection could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// Reading the Secret failed (including 403 when the caller may not read Secrets).
+    #[error("cannot read Secret {namespace}/{name}: {source}")]
+    Read {
+        /// Secret namespace.
+        namespace: String,
+        /// Secret name.
+        name: String,
+        /// The Kubernetes error.
+        source: kube::Error,
+    },
+    /// The Secret is missing, incomplete, or no connection was configured.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The tenant URL and key of a connection.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The tenant URL as written in the Secret.
+    pub tenant_url: String,
+    /// The API key.
+    pub api_key: ApiKey,
+    /// `namespace/name` of the Secret they came from.
+    pub secret: String,
+}
+
+/// Reads the Secret a resource in `namespace` points at: its own `connection` (always in its
+/// own namespace), else the operator's `default` (`namespace`, `name`).
+pub async fn resolve(
+    kube: &kube::Client,
+    namespace: &str,
+    connection: Option<&Connection>,
+    default: Option<&(String, String)>,
+) -> Result<Credentials, ConnectionError> {
+    let (secret_ns, secret_name) = match (connection, default) {
+        (Some(c), _) => (namespace.to_owned(), c.secret_ref.name.clone()),
+        (None, Some((ns, name))) => (ns.clone(), name.clone()),
+        (None, None) => {
+            return Err(ConnectionError::Invalid(
+                "spec.connection is not set and the operator has no default connection".into(),
+            ));
+        }
+    };
+    let secrets: Api<Secret> = Api::namespaced(kube.clone(), &secret_ns);
+    let secret = secrets
+        .get_opt(&secret_name)
+        .await
+        .map_err(|source| ConnectionError::Read {
+            namespace: secret_ns.clone(),
+            name: secret_name.clone(),
+            source,
+        })?
+        .ok_or_else(|| {
+            ConnectionError::Invalid(format!("Secret {secret_ns}/{secret_name} does not exist"))
+        })?;
+    let read = |key: &str| -> Result<String, ConnectionError> {
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .map(|v| v.trim().to_owned())
+            });
+        match value {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(ConnectionError::Invalid(format!(
+                "Secret {secret_ns}/{secret_name} has no key {key:?}"
+            ))),
+        }
+    };
+    Ok(Credentials {
+        tenant_url: read(SECRET_KEY_TENANT_URL)?,
+        api_key: ApiKey::new(read(SECRET_KEY_API_KEY)?),
+        secret: format!("{secret_ns}/{secret_name}"),
+    })
+}

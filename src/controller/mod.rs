@@ -60,9 +60,11 @@ pub struct RunArgs {
     /// How often a converged object is compared with the tenant again, in seconds.
     #[arg(long, env = "QAO_RESYNC_SECONDS", default_value_t = 300)]
     pub resync_seconds: u64,
-    /// How old a tenant's list view may get before a reconcile refreshes it, in seconds.
-    #[arg(long, env = "QAO_VIEW_MAX_AGE_SECONDS", default_value_t = 30)]
-    pub view_max_age_seconds: u64,
+    /// How old a tenant's list view may get before a reconcile refreshes it, in seconds
+    /// (default: the resync interval, so a converged tenant costs one list pass per resync).
+    /// Out-of-band edits are noticed within this time.
+    #[arg(long, env = "QAO_VIEW_MAX_AGE_SECONDS")]
+    pub view_max_age_seconds: Option<u64>,
     /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
     #[arg(long, env = "QAO_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -152,7 +154,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = OperatorSettings {
         default_connection: parse_default_connection(&args.default_connection)?,
         resync: Duration::from_secs(args.resync_seconds.max(1)),
-        view_max_age: Duration::from_secs(args.view_max_age_seconds),
+        view_max_age: Duration::from_secs(args.view_max_age_seconds.unwrap_or(args.resync_seconds)),
     };
 
     let mut watch_config = watcher::Config::default().any_semantic();
@@ -316,6 +318,8 @@ where
 {
     watcher(api, config)
         .default_backoff()
+        // managedFields are often the largest part of an object and nothing here reads them.
+        .modify(|obj| obj.meta_mut().managed_fields = None)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(

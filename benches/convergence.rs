@@ -1,0 +1,397 @@
+//! Benchmark harness: the real operator binary against a real kube-apiserver and the
+//! emulator, measuring what Qlik's rate limits make matter.
+//!
+//! ```sh
+//! cargo bench --bench convergence                       # N = 100 and 1000
+//! cargo bench --bench convergence -- --sizes 100,1000,5000 --factor 20
+//! ```
+//!
+//! Both the emulator's and the operator's tier limits are scaled up by `--factor` (Qlik's
+//! 1000 reads and 100 writes a minute, times the factor), so a run takes minutes; the table
+//! prints the limits used. Figures come from one run on a shared machine: compare ratios,
+//! not absolute times.
+
+#[path = "../tests/support/control_plane.rs"]
+mod control_plane;
+#[path = "../tests/support/operator.rs"]
+mod operator;
+
+use std::{
+    fs::File,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use kube::{
+    Api,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use qlik_automations_operator::{
+    crd::{ConditionStatus, QlikAutomation},
+    emulator::RunningEmulator,
+    qlik::Tier,
+};
+use serde_json::json;
+
+use control_plane::ControlPlane;
+use operator::{TestNamespace, USER_KEY, emulator};
+
+/// Command-line settings of a run.
+struct Settings {
+    sizes: Vec<usize>,
+    factor: u32,
+    resync_seconds: u64,
+    intervals: u32,
+    changes: usize,
+}
+
+impl Settings {
+    fn from_args() -> Settings {
+        let mut s = Settings {
+            sizes: vec![100, 1000],
+            factor: 10,
+            resync_seconds: 30,
+            intervals: 3,
+            changes: 25,
+        };
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut i = 0;
+        while i < args.len() {
+            let value = args.get(i + 1).cloned().unwrap_or_default();
+            match args[i].as_str() {
+                "--sizes" => {
+                    s.sizes = value
+                        .split(',')
+                        .filter_map(|v| v.trim().parse().ok())
+                        .collect();
+                    i += 1;
+                }
+                "--factor" => {
+                    s.factor = value.parse().unwrap_or(s.factor);
+                    i += 1;
+                }
+                "--resync-seconds" => {
+                    s.resync_seconds = value.parse().unwrap_or(s.resync_seconds);
+                    i += 1;
+                }
+                "--intervals" => {
+                    s.intervals = value.parse().unwrap_or(s.intervals);
+                    i += 1;
+                }
+                "--changes" => {
+                    s.changes = value.parse().unwrap_or(s.changes);
+                    i += 1;
+                }
+                // `cargo bench` passes `--bench` to harness-less benches.
+                _ => {}
+            }
+            i += 1;
+        }
+        s
+    }
+
+    fn tier1(&self) -> u32 {
+        Tier::Tier1.default_per_minute() * self.factor
+    }
+
+    fn tier2(&self) -> u32 {
+        Tier::Tier2.default_per_minute() * self.factor
+    }
+}
+
+/// The operator process, with what the harness reads from /proc.
+struct OperatorProcess {
+    child: Child,
+}
+
+impl OperatorProcess {
+    fn start(namespace: &str, settings: &Settings, log: &str) -> OperatorProcess {
+        let out = File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_qlik-automations-operator"))
+            .args([
+                "run",
+                "--namespaces",
+                namespace,
+                "--listen",
+                "127.0.0.1:0",
+                "--concurrency",
+                "16",
+                "--resync-seconds",
+                &settings.resync_seconds.to_string(),
+                "--tier1-per-minute",
+                &settings.tier1().to_string(),
+                "--tier2-per-minute",
+                &settings.tier2().to_string(),
+            ])
+            .env("KUBECONFIG", ControlPlane::shared().kubeconfig_path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        OperatorProcess { child }
+    }
+
+    /// Peak resident memory in MiB (`VmHWM`).
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    /// User plus system CPU seconds so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may contain spaces).
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ')'.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn manifest(name: &str) -> QlikAutomation {
+    serde_json::from_value(json!({
+        "apiVersion": "automations.qlik.dev/v1alpha1",
+        "kind": "QlikAutomation",
+        "metadata": {"name": name},
+        "spec": {
+            "connection": {"secretRef": {"name": "qlik"}},
+            "description": "benchmark",
+            "schedules": [{"startAt": "2026-01-01 00:00:00", "interval": 3600, "timezone": "UTC"}],
+            "workspace": {"blocks": [{"id": "start", "type": "StartBlock", "runMode": "manual"}]}
+        }
+    }))
+    .unwrap()
+}
+
+fn ready(a: &QlikAutomation) -> bool {
+    a.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+            && s.observed_generation == a.metadata.generation
+    })
+}
+
+async fn count_ready(api: &Api<QlikAutomation>) -> usize {
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items.iter().filter(|a| ready(a)).count())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+struct Row {
+    n: usize,
+    cold: Duration,
+    floor: Duration,
+    cold_429: u64,
+    cold_writes: u64,
+    steady_tier1: f64,
+    steady_tier2: f64,
+    change_median: Duration,
+    change_p99: Duration,
+    peak_rss_mib: f64,
+    cpu_seconds: f64,
+}
+
+async fn run_size(n: usize, settings: &Settings) -> Row {
+    eprintln!("[bench] N = {n}: setting up");
+    let ns = TestNamespace::new("bench").await;
+    let emu: RunningEmulator = emulator(|c| {
+        c.tier1_per_minute = settings.tier1();
+        c.tier2_per_minute = settings.tier2();
+    })
+    .await;
+    ns.connection_secret("qlik", &emu.base_url(), USER_KEY)
+        .await;
+    let log = std::env::temp_dir().join(format!("qao-bench-{n}.log"));
+    let op = OperatorProcess::start(&ns.name, settings, log.to_str().unwrap());
+    let api: Api<QlikAutomation> = ns.api();
+
+    // Cold convergence: N new objects at once.
+    eprintln!("[bench] N = {n}: applying {n} QlikAutomations");
+    let started = Instant::now();
+    stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &manifest(&format!("bench-{i:05}")))
+                    .await
+                    .map(drop)
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await
+        .unwrap();
+    loop {
+        let done = count_ready(&api).await;
+        if done == n {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            panic!("only {done}/{n} Ready after an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let cold = started.elapsed();
+    let counters = emu.counters();
+    let cold_writes = counters.writes();
+    // No faults are injected here, so every 429 is the emulator's rate limiter refusing.
+    let cold_429 = counters.rate_limited;
+    // The floor: every create is one Tier-2 write, and the tier allows tier2() a minute.
+    let floor = Duration::from_secs_f64(n as f64 * 60.0 / f64::from(settings.tier2()));
+    eprintln!(
+        "[bench] N = {n}: Ready after {:.1}s (floor {:.1}s)",
+        cold.as_secs_f64(),
+        floor.as_secs_f64()
+    );
+
+    // Steady state: let it settle one interval, then count requests over several.
+    tokio::time::sleep(Duration::from_secs(settings.resync_seconds)).await;
+    emu.reset_counters();
+    let window = Duration::from_secs(settings.resync_seconds * u64::from(settings.intervals));
+    eprintln!("[bench] N = {n}: steady state for {}s", window.as_secs());
+    tokio::time::sleep(window).await;
+    let steady = emu.counters();
+    let per_interval = |c: u64| c as f64 / f64::from(settings.intervals);
+    let steady_tier1 = per_interval(steady.tier(Tier::Tier1));
+    let steady_tier2 = per_interval(steady.tier(Tier::Tier2));
+
+    // Change latency on an idle operator: one spec change at a time.
+    eprintln!("[bench] N = {n}: {} single changes", settings.changes);
+    let mut latencies = Vec::new();
+    for i in 0..settings.changes {
+        let name = format!("bench-{:05}", (i * 7919) % n);
+        let id = api
+            .get(&name)
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.automation_id)
+            .unwrap();
+        let description = format!("change {i}");
+        let t0 = Instant::now();
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"description": description}})),
+        )
+        .await
+        .unwrap();
+        loop {
+            let seen = emu
+                .automations()
+                .iter()
+                .any(|a| a["id"] == id.as_str() && a["description"] == description.as_str());
+            if seen {
+                latencies.push(t0.elapsed());
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(120) {
+                panic!("change {i} never reached the tenant");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    latencies.sort();
+    let row = Row {
+        n,
+        cold,
+        floor,
+        cold_429,
+        cold_writes,
+        steady_tier1,
+        steady_tier2,
+        change_median: percentile(&latencies, 50.0),
+        change_p99: percentile(&latencies, 99.0),
+        peak_rss_mib: op.peak_rss_mib(),
+        cpu_seconds: op.cpu_seconds(),
+    };
+    drop(op);
+    emu.shutdown().await;
+    row
+}
+
+fn main() {
+    let settings = Settings::from_args();
+    qlik_automations_operator::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows: Vec<Row> = runtime.block_on(async {
+        let mut rows = Vec::new();
+        for &n in &settings.sizes {
+            rows.push(run_size(n, &settings).await);
+        }
+        rows
+    });
+
+    println!();
+    println!(
+        "limits: emulator and operator at {} reads/min (Tier 1) and {} writes/min (Tier 2) = {}x Qlik's; resync {}s; steady state over {} intervals; {} changes",
+        settings.tier1(),
+        settings.tier2(),
+        settings.factor,
+        settings.resync_seconds,
+        settings.intervals,
+        settings.changes
+    );
+    println!();
+    println!(
+        "| N | cold: all Ready | floor (N writes / Tier 2) | ratio | 429s | writes | steady Tier 1 / interval | steady Tier 2 / interval | per-resource polling | ceil(N/200) | change p50 | change p99 | peak RSS | CPU |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} s | {:.1} s | {:.2} | {} | {} | {:.1} | {:.1} | {} | {} | {:.0} ms | {:.0} ms | {:.0} MiB | {:.1} s |",
+            r.n,
+            r.cold.as_secs_f64(),
+            r.floor.as_secs_f64(),
+            r.cold.as_secs_f64() / r.floor.as_secs_f64(),
+            r.cold_429,
+            r.cold_writes,
+            r.steady_tier1,
+            r.steady_tier2,
+            r.n,
+            r.n.div_ceil(200),
+            r.change_median.as_secs_f64() * 1000.0,
+            r.change_p99.as_secs_f64() * 1000.0,
+            r.peak_rss_mib,
+            r.cpu_seconds
+        );
+    }
+}

@@ -898,3 +898,50 @@ async fn a_default_connection_serves_objects_without_one() {
     assert_eq!(a.status.unwrap().owner_id.as_deref(), Some(USER_ID));
     assert_eq!(remotes_named(&emu, "defaulted").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_keeps_one_writer_and_fails_over() {
+    let ns = TestNamespace::new("leader").await;
+    let emu = emulator(|_| {}).await;
+    ns.connection_secret("qlik", &emu.base_url(), USER_KEY)
+        .await;
+    let args = [
+        "--leader-election",
+        "--lease-namespace",
+        &ns.name,
+        "--lease-name",
+        "qao-test",
+    ];
+    let mut first = Operator::start(&ns.name, &args);
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = ns.api();
+    let holder = wait_for("a leader", WAIT, || async {
+        leases.get("qao-test").await.ok()?.spec?.holder_identity
+    })
+    .await;
+    let _second = Operator::start(&ns.name, &args);
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("led", ""))
+        .await;
+    wait_ready(&api, "led").await;
+    assert_eq!(emu.counters().endpoint(Endpoint::CreateAutomation), 1);
+
+    // The leader dies without releasing the Lease; the standby takes over once it expires.
+    first.kill();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("after-failover", ""))
+        .await;
+    wait_ready(&api, "after-failover").await;
+    let new_holder = leases
+        .get("qao-test")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    assert_ne!(new_holder, holder);
+    assert_eq!(
+        emu.automations().len(),
+        2,
+        "one remote per object, no duplicates"
+    );
+}

@@ -125,6 +125,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let server = tokio::spawn(server::serve(args.listen, metrics.clone(), ready.clone()));
 
+    // Ready means the process is up and talking to the apiserver, leader or not: a standby
+    // replica that never became ready would stall every rolling update.
+    client.apiserver_version().await?;
+    ready.store(true, Ordering::SeqCst);
+
     if args.leader_election {
         let namespace = args
             .lease_namespace
@@ -287,7 +292,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }),
         ));
     }
-    ready.store(true, Ordering::SeqCst);
     tracing::info!(namespaces = ?args.namespaces, "operator started");
     for t in tasks {
         let _ = t.await;

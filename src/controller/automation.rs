@@ -273,7 +273,7 @@ struct Outcome {
     last_run: Option<LastRun>,
     last_handled_run_request: Option<String>,
     last_handled_reconcile_at: Option<String>,
-    usage: Option<crate::crd::automation::AutomationUsage>,
+    usage: Option<crate::crd::Usage>,
     requeue: Duration,
 }
 

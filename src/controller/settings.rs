@@ -12,14 +12,9 @@ use serde_json::json;
 
 use crate::{
     crd::{
-        ConditionStatus, FIELD_MANAGER, QlikAutomationSettings, QlikAutomationSettingsStatus,
-        settings::TenantUsage,
+        ConditionStatus, FIELD_MANAGER, QlikAutomationSettings, QlikAutomationSettingsStatus, Usage,
     },
-    qlik::{
-        Filter, QlikClient, UsageQuery,
-        filter::CompareOp,
-        model::{Settings, UsageMetric},
-    },
+    qlik::{Filter, QlikClient, UsageQuery, filter::CompareOp, model::Settings},
 };
 
 use super::{
@@ -173,7 +168,7 @@ async fn sync(obj: &QlikAutomationSettings, ctx: &Context) -> Result<Requeue, Er
 }
 
 /// Tenant-wide usage over the last 30 days; `None` when the key may not read it.
-async fn tenant_usage(client: &QlikClient) -> Option<TenantUsage> {
+async fn tenant_usage(client: &QlikClient) -> Option<Usage> {
     let since = Utc::now()
         .date_naive()
         .checked_sub_days(Days::new(30))?
@@ -186,18 +181,9 @@ async fn tenant_usage(client: &QlikClient) -> Option<TenantUsage> {
         })
         .await
         .ok()?;
-    let mut usage = TenantUsage {
-        window: format!("since {since}"),
-        ..TenantUsage::default()
-    };
+    let mut usage = Usage::new(format!("since {since}"));
     for e in entries {
-        match e.name {
-            UsageMetric::Runs => usage.runs += e.value,
-            UsageMetric::Duration => usage.duration += e.value,
-            UsageMetric::BandwidthIn => usage.bandwidth_in += e.value,
-            UsageMetric::BandwidthOut => usage.bandwidth_out += e.value,
-            _ => {}
-        }
+        usage.add(&e.name, e.value);
     }
     Some(usage)
 }

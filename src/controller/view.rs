@@ -17,17 +17,17 @@ use futures::TryStreamExt;
 use tokio::time::Instant;
 
 use crate::{
-    crd::automation::AutomationUsage,
+    crd::Usage,
     qlik::{
         Filter, ListParams, QlikClient, QlikError, UsageQuery,
         filter::CompareOp,
-        model::{Automation, AutomationSummary, UsageMetric},
+        model::{Automation, AutomationSummary},
     },
 };
 
-/// Usage is refreshed this many view ages apart at most (10 minutes with the default 30 s
-/// view): it changes slowly and costs a read.
-const USAGE_AGE_FACTOR: u32 = 20;
+/// Usage is refreshed this many view ages apart at most (20 minutes with the default
+/// 5-minute view): it changes slowly and costs a read.
+const USAGE_AGE_FACTOR: u32 = 4;
 /// After a 403 on usage (the key is not an admin's), usage is not asked for this long.
 const USAGE_FORBIDDEN_BACKOFF: Duration = Duration::from_secs(3600);
 /// The usage window, in days.
@@ -38,7 +38,7 @@ struct ViewState {
     items: HashMap<String, AutomationSummary>,
     fetched_at: Option<Instant>,
     failure: Option<(Instant, QlikError)>,
-    usage: HashMap<String, AutomationUsage>,
+    usage: HashMap<String, Usage>,
     usage_fetched_at: Option<Instant>,
     usage_blocked_until: Option<Instant>,
 }
@@ -112,7 +112,7 @@ impl TenantView {
     }
 
     /// This automation's usage over the last 30 days, when the key may read usage.
-    pub async fn usage(&self, id: &str) -> Option<AutomationUsage> {
+    pub async fn usage(&self, id: &str) -> Option<Usage> {
         let mut state = self.state.lock().await;
         let now = Instant::now();
         let blocked = state.usage_blocked_until.is_some_and(|t| now < t);
@@ -136,7 +136,7 @@ impl TenantView {
         state.usage.get(id).cloned()
     }
 
-    async fn fetch_usage(&self) -> Result<HashMap<String, AutomationUsage>, QlikError> {
+    async fn fetch_usage(&self) -> Result<HashMap<String, Usage>, QlikError> {
         let since = Utc::now()
             .date_naive()
             .checked_sub_days(Days::new(USAGE_WINDOW_DAYS))
@@ -151,22 +151,14 @@ impl TenantView {
             })
             .await?;
         let window = format!("since {since}");
-        let mut out: HashMap<String, AutomationUsage> = HashMap::new();
+        let mut out: HashMap<String, Usage> = HashMap::new();
         for entry in entries {
             let Some(guid) = entry.automation.and_then(|a| a.guid) else {
                 continue;
             };
-            let usage = out.entry(guid).or_insert_with(|| AutomationUsage {
-                window: window.clone(),
-                ..AutomationUsage::default()
-            });
-            match entry.name {
-                UsageMetric::Runs => usage.runs += entry.value,
-                UsageMetric::Duration => usage.duration += entry.value,
-                UsageMetric::BandwidthIn => usage.bandwidth_in += entry.value,
-                UsageMetric::BandwidthOut => usage.bandwidth_out += entry.value,
-                _ => {}
-            }
+            out.entry(guid)
+                .or_insert_with(|| Usage::new(window.clone()))
+                .add(&entry.name, entry.value);
         }
         Ok(out)
     }

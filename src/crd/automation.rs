@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{Condition, Connection, preserve_unknown_any, preserve_unknown_object};
+use super::common::{Condition, Connection, Usage, preserve_unknown_any, preserve_unknown_object};
 
 /// The `YYYY-MM-DD HH:MM:SS` format of schedule times, as a schema pattern.
 pub const SCHEDULE_TIME_PATTERN: &str =
@@ -202,7 +202,7 @@ pub struct QlikAutomationStatus {
     pub last_run: Option<LastRun>,
     /// This automation's usage over `usage.window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<AutomationUsage>,
+    pub usage: Option<Usage>,
     /// The `metadata.generation` last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -257,26 +257,6 @@ pub struct LastRun {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown_any")]
     pub metrics: Option<Value>,
-}
-
-/// Usage of one automation over a window.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AutomationUsage {
-    /// The window, e.g. `since 2026-11-01`.
-    pub window: String,
-    /// Runs.
-    #[serde(default)]
-    pub runs: i64,
-    /// Seconds of run time.
-    #[serde(default)]
-    pub duration: i64,
-    /// Bytes received.
-    #[serde(default)]
-    pub bandwidth_in: i64,
-    /// Bytes sent.
-    #[serde(default)]
-    pub bandwidth_out: i64,
 }
 
 impl QlikAutomation {

@@ -84,6 +84,48 @@ pub struct Condition {
     pub last_transition_time: String,
 }
 
+/// Usage over a window: of one automation in its status, of the tenant in Settings status.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// The window, e.g. `since 2026-11-01`.
+    pub window: String,
+    /// Runs.
+    #[serde(default)]
+    pub runs: i64,
+    /// Seconds of run time.
+    #[serde(default)]
+    pub duration: i64,
+    /// Bytes received.
+    #[serde(default)]
+    pub bandwidth_in: i64,
+    /// Bytes sent.
+    #[serde(default)]
+    pub bandwidth_out: i64,
+}
+
+impl Usage {
+    /// An empty tally over `window`.
+    pub fn new(window: impl Into<String>) -> Usage {
+        Usage {
+            window: window.into(),
+            ..Usage::default()
+        }
+    }
+
+    /// Adds one of Qlik's usage values; metrics status does not show are ignored.
+    pub fn add(&mut self, metric: &crate::qlik::model::UsageMetric, value: i64) {
+        use crate::qlik::model::UsageMetric;
+        match metric {
+            UsageMetric::Runs => self.runs += value,
+            UsageMetric::Duration => self.duration += value,
+            UsageMetric::BandwidthIn => self.bandwidth_in += value,
+            UsageMetric::BandwidthOut => self.bandwidth_out += value,
+            _ => {}
+        }
+    }
+}
+
 /// The schema of a free-form JSON object the apiserver must keep as given.
 pub fn preserve_unknown_object(_: &mut SchemaGenerator) -> Schema {
     json_schema!({

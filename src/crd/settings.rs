@@ -4,7 +4,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, Connection};
+use super::common::{Condition, Connection, Usage};
 
 /// A tenant's automation settings. One per tenant: a second object pointing at the same
 /// tenant reports `Ready=False, reason=Conflict` and changes nothing.
@@ -44,7 +44,7 @@ pub struct QlikAutomationSettingsStatus {
     pub automations_enabled: Option<bool>,
     /// Tenant-wide usage over `usage.window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<TenantUsage>,
+    pub usage: Option<Usage>,
     /// The `metadata.generation` last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -54,24 +54,4 @@ pub struct QlikAutomationSettingsStatus {
     /// When the operator last compared the tenant with the spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
-}
-
-/// Tenant-wide usage over a window.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TenantUsage {
-    /// The window, e.g. `since 2026-11-01`.
-    pub window: String,
-    /// Runs.
-    #[serde(default)]
-    pub runs: i64,
-    /// Seconds of run time.
-    #[serde(default)]
-    pub duration: i64,
-    /// Bytes received.
-    #[serde(default)]
-    pub bandwidth_in: i64,
-    /// Bytes sent.
-    #[serde(default)]
-    pub bandwidth_out: i64,
 }

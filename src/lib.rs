@@ -2,10 +2,12 @@
 //!
 //! - [`qlik`] is a typed async client for the whole Qlik Automations REST API.
 //! - [`emulator`] is a faithful local implementation of that API for tests and demos.
+//! - [`crd`] and [`controller`] are the operator; [`plugin`] is `kubectl qlik`.
 
 pub mod controller;
 pub mod crd;
 pub mod emulator;
+pub mod plugin;
 pub mod qlik;
 pub mod telemetry;
 

@@ -832,6 +832,13 @@ async fn record_failure(
             &message,
             generation,
         ),
+        // A reconcile request is handled when it was tried, failure included, so whoever
+        // asked (`kubectl qlik reconcile`, `flux reconcile`) sees the outcome at once.
+        last_handled_reconcile_at: obj
+            .annotations()
+            .get(ANNOTATION_RECONCILE_REQUESTED_AT)
+            .cloned()
+            .or(old.last_handled_reconcile_at.clone()),
         ..old.clone()
     };
     if let Error::Kube(kube::Error::Api(e)) = err

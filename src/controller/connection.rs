@@ -29,6 +29,22 @@ pub enum ConnectionError {
     Invalid(String),
 }
 
+/// Parses a `namespace/name` Secret reference (the operator's and the plugin's
+/// `--default-connection`); empty means none.
+pub fn parse_secret_ref(value: Option<&str>) -> Result<Option<(String, String)>, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(Some((ns.to_owned(), name.to_owned())))
+            }
+            _ => Err(format!(
+                "--default-connection must be NAMESPACE/NAME, got {v:?}"
+            )),
+        },
+    }
+}
+
 /// The tenant URL and key of a connection.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -94,4 +110,22 @@ pub async fn resolve(
         api_key: ApiKey::new(read(SECRET_KEY_API_KEY)?),
         secret: format!("{secret_ns}/{secret_name}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_refs_are_namespace_slash_name() {
+        assert_eq!(
+            parse_secret_ref(Some("ops/qlik")).unwrap(),
+            Some(("ops".into(), "qlik".into()))
+        );
+        assert_eq!(parse_secret_ref(None).unwrap(), None);
+        assert_eq!(parse_secret_ref(Some(" ")).unwrap(), None);
+        for bad in ["qlik", "/qlik", "ops/", "a/b/c"] {
+            assert!(parse_secret_ref(Some(bad)).is_err(), "{bad}");
+        }
+    }
 }

@@ -106,18 +106,6 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
     }
 }
 
-fn parse_default_connection(value: &Option<String>) -> anyhow::Result<Option<(String, String)>> {
-    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => match v.split_once('/') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-                Ok(Some((ns.to_owned(), name.to_owned())))
-            }
-            _ => anyhow::bail!("--default-connection must be namespace/name, got {v:?}"),
-        },
-    }
-}
-
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
@@ -157,7 +145,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     template.insecure_skip_tls_verify = args.insecure_skip_tls_verify;
     let pool = ClientPool::new(template);
     let settings = OperatorSettings {
-        default_connection: parse_default_connection(&args.default_connection)?,
+        default_connection: connection::parse_secret_ref(args.default_connection.as_deref())
+            .map_err(anyhow::Error::msg)?,
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         view_max_age: Duration::from_secs(args.view_max_age_seconds.unwrap_or(args.resync_seconds)),
     };
@@ -363,25 +352,4 @@ fn referencing<O: ResourceExt>(
         .filter(|a| a.namespace() == ns && uses(a, &name))
         .map(|a| ObjectRef::from_obj(a.as_ref()))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_connection_is_namespace_slash_name() {
-        assert_eq!(
-            parse_default_connection(&Some("ops/qlik".into())).unwrap(),
-            Some(("ops".into(), "qlik".into()))
-        );
-        assert_eq!(parse_default_connection(&None).unwrap(), None);
-        assert_eq!(parse_default_connection(&Some(" ".into())).unwrap(), None);
-        for bad in ["qlik", "/qlik", "ops/", "a/b/c"] {
-            assert!(
-                parse_default_connection(&Some(bad.into())).is_err(),
-                "{bad}"
-            );
-        }
-    }
 }

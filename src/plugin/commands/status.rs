@@ -1,0 +1,339 @@
+//! `kubectl qlik status NAME`: what the operator recorded, and what the tenant says now.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::{
+    crd::{QlikAutomation, QlikAutomationStatus},
+    plugin::{
+        Cluster, Io, PluginError,
+        cli::StatusArgs,
+        render::{self, OutputFormat},
+        target::automation_id,
+    },
+    qlik::model::Automation,
+};
+
+/// The report `-o json` / `-o yaml` print.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    /// The object's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// `spec.suspend`.
+    pub suspended: bool,
+    /// The object's status, as the operator wrote it.
+    pub status: Option<QlikAutomationStatus>,
+    /// The remote automation as the tenant returns it now, without its execution token.
+    pub remote: Option<Automation>,
+    /// Why the remote could not be read, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_error: Option<String>,
+}
+
+/// Prints the summary; exits non-zero (after printing) when the tenant could not be read.
+pub async fn execute(
+    cluster: &Cluster,
+    args: &StatusArgs,
+    io: &mut Io<'_>,
+) -> Result<(), PluginError> {
+    let obj = cluster.automation(&args.name).await?;
+    let live = live_remote(cluster, &obj).await;
+    let (remote, error) = match live {
+        Ok(a) => (Some(a), None),
+        Err(e) => (None, Some(e)),
+    };
+    let report = StatusReport {
+        name: args.name.clone(),
+        namespace: cluster.namespace.clone(),
+        generation: obj.metadata.generation,
+        suspended: obj.spec.suspend,
+        status: obj.status.clone(),
+        remote,
+        remote_error: error.as_ref().map(ToString::to_string),
+    };
+    match args.output {
+        OutputFormat::Table => write!(io.out, "{}", summary(&report, Utc::now()))?,
+        format => {
+            let mut json = render::without_null_fields(&report)?;
+            if let Some(remote) = json.get_mut("remote") {
+                *remote = render::without_null_fields(remote)?;
+            }
+            write!(io.out, "{}", render::structured(&json, format)?)?
+        }
+    }
+    // The object's part is worth printing even when the tenant part failed; the exit status
+    // still tells scripts that the picture is incomplete.
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn live_remote(cluster: &Cluster, obj: &QlikAutomation) -> Result<Automation, PluginError> {
+    let id = automation_id(obj, &cluster.namespace)?;
+    let tenant = cluster.tenant(obj).await?;
+    let mut automation = tenant
+        .client
+        .get_automation(&id)
+        .await
+        .map_err(|e| PluginError::tenant(format!("get automation {id}"), &tenant.secret, e))?;
+    // A credential: whoever holds it can start the automation.
+    automation.execution_token = None;
+    Ok(automation)
+}
+
+/// The human summary.
+pub fn summary(report: &StatusReport, now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    let mut field = |label: &str, value: String| {
+        out.push_str(&format!("{:<16}{value}\n", format!("{label}:")));
+    };
+    let status = report.status.clone().unwrap_or_default();
+    field("Name", report.name.clone());
+    field("Namespace", report.namespace.clone());
+    field(
+        "Automation ID",
+        render::or_dash(status.automation_id.as_deref()),
+    );
+    field("State", render::or_dash(status.state.as_deref()));
+    field("Run mode", render::or_dash(status.run_mode.as_deref()));
+    field("Owner", render::or_dash(status.owner_id.as_deref()));
+    if report.suspended {
+        field(
+            "Suspended",
+            "true (the operator makes no changes to the tenant)".into(),
+        );
+    }
+    field("Last run", last_run(&status, now));
+    field("Usage", usage(&status));
+    field(
+        "Generation",
+        format!(
+            "{} (observed {})",
+            report.generation.map_or("-".into(), |g| g.to_string()),
+            status
+                .observed_generation
+                .map_or("-".into(), |g| g.to_string())
+        ),
+    );
+    field(
+        "Last sync",
+        match status.last_sync_time.as_deref() {
+            Some(t) => format!(
+                "{} ({} ago)",
+                render::time(Some(t)),
+                render::age(Some(t), now)
+            ),
+            None => "-".into(),
+        },
+    );
+    if let Some(v) = &status.last_handled_reconcile_at {
+        field("Reconciled at", format!("request {v}"));
+    }
+    if let Some(v) = &status.last_handled_run_request {
+        field("Run request", format!("{v} (handled)"));
+    }
+    if status.conditions.is_empty() {
+        out.push_str("Conditions:     none yet\n");
+    } else {
+        out.push_str("Conditions:\n");
+        let rows: Vec<Vec<String>> = status
+            .conditions
+            .iter()
+            .map(|c| {
+                vec![
+                    c.type_.clone(),
+                    format!("{:?}", c.status),
+                    c.reason.clone(),
+                    render::age(Some(&c.last_transition_time), now),
+                    c.message.clone(),
+                ]
+            })
+            .collect();
+        let table = render::table(&["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"], &rows);
+        for line in table.lines() {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    match (&report.remote, &report.remote_error) {
+        (Some(remote), _) => {
+            out.push_str("Tenant (live):\n");
+            let mut live = |label: &str, value: String| {
+                out.push_str(&format!("  {:<14}{value}\n", format!("{label}:")));
+            };
+            live("Name", render::or_dash(remote.name.as_deref()));
+            live(
+                "State",
+                render::or_dash(remote.state.as_ref().map(|s| s.as_str())),
+            );
+            live(
+                "Run mode",
+                render::or_dash(remote.run_mode.as_ref().map(|m| m.as_str())),
+            );
+            live("Owner", render::or_dash(remote.owner_id.as_deref()));
+            live("Updated", render::time(remote.updated_at.as_deref()));
+            live("Last run", live_last_run(remote, now));
+            live("Schedules", remote.schedules.len().to_string());
+        }
+        // The error itself goes to stderr as the command's error; saying it twice is noise.
+        (None, Some(_)) => out.push_str("Tenant (live):  not read (see the error below)\n"),
+        (None, None) => {}
+    }
+    out
+}
+
+fn live_last_run(remote: &Automation, now: DateTime<Utc>) -> String {
+    let status = remote
+        .last_run
+        .as_ref()
+        .and_then(|r| r.status.as_ref())
+        .or(remote.last_run_status.as_ref());
+    let Some(status) = status else {
+        return "-".into();
+    };
+    let mut text = status.to_string();
+    if let Some(id) = remote.last_run.as_ref().map(|r| &r.id) {
+        text.push_str(&format!("  run {id}"));
+    }
+    let started = remote
+        .last_run
+        .as_ref()
+        .and_then(|r| r.start_time.as_deref())
+        .or(remote.last_run_at.as_deref());
+    if started.is_some() {
+        text.push_str(&format!(
+            ", started {} ({} ago)",
+            render::time(started),
+            render::age(started, now)
+        ));
+    }
+    text
+}
+
+fn last_run(status: &QlikAutomationStatus, now: DateTime<Utc>) -> String {
+    match &status.last_run {
+        Some(run) => {
+            let mut text =
+                render::or_dash(run.status.as_deref().or(status.last_run_status.as_deref()));
+            if let Some(id) = &run.id {
+                text.push_str(&format!("  run {id}"));
+            }
+            if let Some(context) = &run.context {
+                text.push_str(&format!(", {context}"));
+            }
+            if run.start_time.is_some() {
+                text.push_str(&format!(
+                    ", started {} ({} ago)",
+                    render::time(run.start_time.as_deref()),
+                    render::age(run.start_time.as_deref(), now)
+                ));
+            }
+            text
+        }
+        None => match (&status.last_run_status, &status.last_run_at) {
+            (Some(s), at) => format!("{s}, started {}", render::time(at.as_deref())),
+            (None, _) => "-".into(),
+        },
+    }
+}
+
+fn usage(status: &QlikAutomationStatus) -> String {
+    match &status.usage {
+        Some(u) => format!(
+            "{} runs, {} run time, {} in, {} out ({})",
+            u.runs,
+            crate::plugin::duration::human(std::time::Duration::from_secs(
+                u.duration.max(0).unsigned_abs()
+            )),
+            render::bytes(u.bandwidth_in),
+            render::bytes(u.bandwidth_out),
+            u.window
+        ),
+        None => "- (not reported; reading usage needs a tenant admin's key)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn report() -> StatusReport {
+        let status: QlikAutomationStatus = serde_json::from_value(json!({
+            "automationId": "a-1",
+            "state": "available",
+            "runMode": "scheduled",
+            "ownerId": "u-1",
+            "lastRunStatus": "finished",
+            "lastRun": {"id": "r-9", "status": "finished", "context": "api",
+                        "startTime": "2026-03-01T11:00:00Z"},
+            "usage": {"window": "since 2026-02-01", "runs": 3, "duration": 65,
+                      "bandwidthIn": 3072, "bandwidthOut": 768},
+            "observedGeneration": 2,
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Synced",
+                 "message": "the automation matches the spec",
+                 "lastTransitionTime": "2026-03-01T11:30:00Z"},
+                {"type": "Synced", "status": "True", "reason": "Synced",
+                 "message": "reconciled", "lastTransitionTime": "2026-03-01T11:30:00Z"}
+            ],
+            "lastSyncTime": "2026-03-01T11:59:00Z"
+        }))
+        .unwrap();
+        let remote: Automation = serde_json::from_value(json!({
+            "id": "a-1", "name": "Nightly", "state": "available", "runMode": "scheduled",
+            "ownerId": "u-1", "lastRunStatus": "finished",
+            "lastRunAt": "2026-03-01T11:00:00Z", "schedules": [{"interval": 3600}]
+        }))
+        .unwrap();
+        StatusReport {
+            name: "nightly".into(),
+            namespace: "team-a".into(),
+            generation: Some(2),
+            suspended: false,
+            status: Some(status),
+            remote: Some(remote),
+            remote_error: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_shows_status_conditions_and_the_live_remote() {
+        let now = render::parse_time("2026-03-01T12:00:00Z").unwrap();
+        let text = summary(&report(), now);
+        for expected in [
+            "Automation ID:  a-1",
+            "State:          available",
+            "Run mode:       scheduled",
+            "Owner:          u-1",
+            "Last run:       finished  run r-9, api, started 2026-03-01T11:00:00Z (1h00m ago)",
+            "Usage:          3 runs, 1m05s run time, 3.0 KiB in, 768 B out (since 2026-02-01)",
+            "Generation:     2 (observed 2)",
+            "  Ready    True     Synced   30m00s   the automation matches the spec",
+            "  Name:         Nightly",
+            "  Last run:     finished, started 2026-03-01T11:00:00Z (1h00m ago)",
+            "  Schedules:    1",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_failed_live_read_is_reported_in_place() {
+        let mut r = report();
+        r.remote = None;
+        r.remote_error = Some("the tenant refused".into());
+        let text = summary(&r, Utc::now());
+        assert!(
+            text.contains("Tenant (live):  not read (see the error below)"),
+            "{text}"
+        );
+    }
+}

@@ -3,9 +3,11 @@
 //! - [`qlik`] is a typed async client for the whole Qlik Automations REST API.
 //! - [`emulator`] is a faithful local implementation of that API for tests and demos.
 //! - [`crd`] and [`controller`] are the operator; [`plugin`] is `kubectl qlik`.
+//! - [`demo`] runs everything on one machine: `qlik-automations-operator demo`.
 
 pub mod controller;
 pub mod crd;
+pub mod demo;
 pub mod emulator;
 pub mod plugin;
 pub mod qlik;

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use qlik_automations_operator::{
     controller::{self, RunArgs},
-    crd,
+    crd, demo,
     emulator::cli::{EmulatorArgs, run as run_emulator},
     telemetry::{self, LogFormat},
 };
@@ -28,6 +28,9 @@ enum Command {
     /// Serve a local emulator of the Qlik Automations API (for tests, demos and trying the
     /// operator without a tenant).
     Emulator(EmulatorArgs),
+    /// Try everything on this machine: a local control plane, the emulator, the operator and
+    /// the examples, until Ctrl-C.
+    Demo(demo::DemoArgs),
 }
 
 #[tokio::main]
@@ -42,5 +45,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Emulator(args) => run_emulator(args).await,
+        Command::Demo(args) => demo::run(args).await,
     }
 }

@@ -262,3 +262,69 @@ impl Drop for Operator {
         self.kill();
     }
 }
+
+/// The operator binary as a child process with a kubeconfig, arguments and environment of
+/// the test's choosing — for example authenticated as a ServiceAccount, with the flags a Helm
+/// chart renders. Unlike [`Operator`] it is not tied to the shared control plane. Killed when
+/// dropped.
+pub struct OperatorProcess {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts `qlik-automations-operator` with exactly `args` (the subcommand first, e.g.
+    /// `run`), `KUBECONFIG=kubeconfig`, and `env` on top of this process's environment. Its
+    /// output goes to `<temp>/qao-e2e-logs/<log_name>.log`, replacing an older log.
+    pub fn start(
+        log_name: &str,
+        kubeconfig: &std::path::Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> OperatorProcess {
+        let dir = std::env::temp_dir().join("qao-e2e-logs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join(format!("{log_name}.log"));
+        let out = File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_qlik-automations-operator"))
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        OperatorProcess {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Whether the process is still running (it exits by itself on a fatal start-up error).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILLs the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

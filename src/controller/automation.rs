@@ -485,8 +485,9 @@ async fn observe(view: &TenantView, id: &str) -> Result<Option<AutomationSummary
 ///
 /// The intent is recorded on the object before the POST, and the id right after it. A
 /// create whose answer was lost leaves the intent behind; the next attempt then looks for an
-/// automation with the same name, created after the intent and claimed by no other object,
-/// and adopts it instead of creating a second one.
+/// automation with the same name (as the spec says now, or as the intent recorded it),
+/// created after the intent and claimed by no other object, and adopts it instead of
+/// creating a second one.
 async fn create_or_recover(
     ctx: &Context,
     obj: &QlikAutomation,
@@ -528,7 +529,7 @@ async fn create_or_recover(
     let obj = patch_annotations(
         ctx,
         obj,
-        &[(ANNOTATION_CREATE_PENDING, Some(now_rfc3339()))],
+        &[(ANNOTATION_CREATE_PENDING, Some(intent_value(&desired.name)))],
     )
     .await?;
     let result = match &obj.spec.copy_from {
@@ -587,7 +588,27 @@ async fn create_or_recover(
     }
 }
 
-/// The automation an interrupted create of this object made, if any.
+/// The value of the create intent: when it was recorded and the name the create is sent
+/// with (`<RFC 3339 time> <name>`), so that a create whose answer was lost is found again
+/// even when the object is renamed before the operator looks.
+fn intent_value(name: &str) -> String {
+    format!("{} {name}", now_rfc3339())
+}
+
+/// The time and, when recorded, the name of a create intent (a bare time is accepted too).
+fn parse_intent(intent: &str) -> (DateTime<Utc>, Option<&str>) {
+    let (time, name) = match intent.split_once(' ') {
+        Some((time, name)) => (time, Some(name)),
+        None => (intent, None),
+    };
+    let at = DateTime::parse_from_rfc3339(time)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    (at, name)
+}
+
+/// The automation an interrupted create of this object made, if any: named as the spec now
+/// says or as it said when the create was sent.
 async fn find_own_create(
     ctx: &Context,
     obj: &QlikAutomation,
@@ -595,15 +616,13 @@ async fn find_own_create(
     name: &str,
     intent: &str,
 ) -> Result<Option<AutomationSummary>, Error> {
-    let intent_at = DateTime::parse_from_rfc3339(intent)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let (intent_at, intent_name) = parse_intent(intent);
+    let filter = match intent_name.filter(|n| *n != name) {
+        Some(sent_as) => Filter::eq("name", name).or(Filter::eq("name", sent_as)),
+        None => Filter::eq("name", name),
+    };
     let candidates: Vec<AutomationSummary> = client
-        .list_automations(
-            &ListParams::default()
-                .filter(Filter::eq("name", name))
-                .limit(200),
-        )
+        .list_automations(&ListParams::default().filter(filter).limit(200))
         .try_collect()
         .await?;
     let mut found: Vec<AutomationSummary> = candidates
@@ -910,4 +929,21 @@ async fn finalize(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error>
     }
     remove_finalizer(ctx, obj).await?;
     Ok(Requeue::await_change())
+}
+
+#[cfg(test)]
+mod intent_tests {
+    use super::*;
+
+    #[test]
+    fn the_intent_records_time_and_name_and_old_values_still_parse() {
+        let value = intent_value("Nightly load (v2)");
+        let (at, name) = parse_intent(&value);
+        assert_eq!(name, Some("Nightly load (v2)"));
+        assert!((Utc::now() - at).num_seconds().abs() < 5, "{value}");
+        let (at, name) = parse_intent("2026-01-02T03:04:05Z");
+        assert_eq!(at.to_rfc3339(), "2026-01-02T03:04:05+00:00");
+        assert_eq!(name, None);
+        assert_eq!(parse_intent("garbage").0, DateTime::<Utc>::MIN_UTC);
+    }
 }

@@ -29,6 +29,45 @@ pub enum ConnectionError {
     Invalid(String),
 }
 
+/// Recently read connection Secrets, so that a periodic reconcile of a converged object does
+/// not cost a Secret read each time. The Secret watch drops an entry as soon as its Secret
+/// changes; the time limit covers Secrets outside the watched namespaces.
+#[derive(Debug, Default)]
+pub struct CredentialCache {
+    entries: std::sync::Mutex<
+        std::collections::HashMap<(String, String), (tokio::time::Instant, Credentials)>,
+    >,
+}
+
+/// How long a cached Secret is trusted without a change notice.
+const CREDENTIAL_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl CredentialCache {
+    /// The cached credentials of `namespace/name`, if read recently.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Credentials> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .filter(|(at, _)| at.elapsed() < CREDENTIAL_TTL)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// Remembers what `namespace/name` held.
+    pub fn put(&self, namespace: &str, name: &str, credentials: Credentials) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.insert(
+            (namespace.to_owned(), name.to_owned()),
+            (tokio::time::Instant::now(), credentials),
+        );
+    }
+
+    /// Forgets `namespace/name` (it changed or went away).
+    pub fn invalidate(&self, namespace: &str, name: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.remove(&(namespace.to_owned(), name.to_owned()));
+    }
+}
+
 /// Parses a `namespace/name` Secret reference (the operator's and the plugin's
 /// `--default-connection`); empty means none.
 pub fn parse_secret_ref(value: Option<&str>) -> Result<Option<(String, String)>, String> {
@@ -64,22 +103,38 @@ pub async fn resolve(
     connection: Option<&Connection>,
     default: Option<&(String, String)>,
 ) -> Result<Credentials, ConnectionError> {
-    let (secret_ns, secret_name) = match (connection, default) {
-        (Some(c), _) => (namespace.to_owned(), c.secret_ref.name.clone()),
-        (None, Some((ns, name))) => (ns.clone(), name.clone()),
-        (None, None) => {
-            return Err(ConnectionError::Invalid(
-                "spec.connection is not set and the operator has no default connection".into(),
-            ));
-        }
-    };
-    let secrets: Api<Secret> = Api::namespaced(kube.clone(), &secret_ns);
+    let (secret_ns, secret_name) = secret_of(namespace, connection, default)?;
+    read_secret(kube, &secret_ns, &secret_name).await
+}
+
+/// Which Secret (`namespace`, `name`) a resource in `namespace` uses.
+pub fn secret_of(
+    namespace: &str,
+    connection: Option<&Connection>,
+    default: Option<&(String, String)>,
+) -> Result<(String, String), ConnectionError> {
+    match (connection, default) {
+        (Some(c), _) => Ok((namespace.to_owned(), c.secret_ref.name.clone())),
+        (None, Some((ns, name))) => Ok((ns.clone(), name.clone())),
+        (None, None) => Err(ConnectionError::Invalid(
+            "spec.connection is not set and the operator has no default connection".into(),
+        )),
+    }
+}
+
+/// Reads `tenantUrl` and `apiKey` from the Secret `secret_ns/secret_name`.
+pub async fn read_secret(
+    kube: &kube::Client,
+    secret_ns: &str,
+    secret_name: &str,
+) -> Result<Credentials, ConnectionError> {
+    let secrets: Api<Secret> = Api::namespaced(kube.clone(), secret_ns);
     let secret = secrets
-        .get_opt(&secret_name)
+        .get_opt(secret_name)
         .await
         .map_err(|source| ConnectionError::Read {
-            namespace: secret_ns.clone(),
-            name: secret_name.clone(),
+            namespace: secret_ns.to_owned(),
+            name: secret_name.to_owned(),
             source,
         })?
         .ok_or_else(|| {

@@ -48,6 +48,8 @@ pub struct Context {
     pub config: OperatorSettings,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Recently read connection Secrets.
+    pub credentials: Arc<super::connection::CredentialCache>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -131,6 +133,27 @@ impl Error {
     }
 }
 
+/// The error of a connection that could not be resolved. Failing to *reach* the apiserver
+/// (an outage, a timeout, a 5xx or 429 while reading the Secret) is a transient Kubernetes
+/// error, retried quickly; only an answer about the Secret itself (missing, incomplete, not
+/// readable with the operator's RBAC) is a `ConnectionError` a person must fix, retried
+/// slowly. Classifying an apiserver outage as the latter made objects wait up to ten minutes
+/// after it ended.
+fn connection_error(e: super::connection::ConnectionError) -> Error {
+    match e {
+        super::connection::ConnectionError::Read { source, .. } if !answered_about(&source) => {
+            Error::Kube(source)
+        }
+        e => Error::Connection(e.to_string()),
+    }
+}
+
+/// Whether the apiserver answered about the request itself (a 4xx other than 429), as
+/// opposed to being unreachable, overloaded or failing.
+fn answered_about(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 429)
+}
+
 fn jitter(max: Duration) -> Duration {
     let millis = max.as_millis().max(1) as u64;
     Duration::from_millis(rand::rng().random_range(0..millis))
@@ -152,6 +175,7 @@ impl Context {
         settings: super::Stores<QlikAutomationSettings>,
         config: OperatorSettings,
         metrics: Arc<Metrics>,
+        credentials: Arc<super::connection::CredentialCache>,
     ) -> Context {
         let recorder = Recorder::new(
             kube.clone(),
@@ -169,6 +193,7 @@ impl Context {
             recorder,
             config,
             metrics,
+            credentials,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -197,14 +222,22 @@ impl Context {
         namespace: &str,
         connection: Option<&Connection>,
     ) -> Result<QlikClient, Error> {
-        let credentials = super::connection::resolve(
-            &self.kube,
+        let (secret_ns, secret_name) = super::connection::secret_of(
             namespace,
             connection,
             self.config.default_connection.as_ref(),
         )
-        .await
         .map_err(|e| Error::Connection(e.to_string()))?;
+        let credentials = match self.credentials.get(&secret_ns, &secret_name) {
+            Some(c) => c,
+            None => {
+                let c = super::connection::read_secret(&self.kube, &secret_ns, &secret_name)
+                    .await
+                    .map_err(connection_error)?;
+                self.credentials.put(&secret_ns, &secret_name, c.clone());
+                c
+            }
+        };
         self.pool
             .client(&credentials.tenant_url, &credentials.api_key)
             .map_err(|e| Error::Connection(format!("Secret {}: {e}", credentials.secret)))
@@ -229,5 +262,46 @@ impl Context {
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(object = %obj.name_any(), error = %e, "could not publish an Event");
         }
+    }
+}
+
+#[cfg(test)]
+mod connection_error_tests {
+    use super::*;
+    use crate::controller::connection::ConnectionError;
+
+    fn read(source: kube::Error) -> ConnectionError {
+        ConnectionError::Read {
+            namespace: "ns".into(),
+            name: "qlik".into(),
+            source,
+        }
+    }
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: format!("HTTP {code}"),
+            ..kube::core::Status::default()
+        }))
+    }
+
+    #[test]
+    fn an_unreachable_apiserver_is_transient_and_a_refused_secret_is_not() {
+        let outage = read(kube::Error::Service("client error (Connect)".into()));
+        assert_eq!(connection_error(outage).reason(), "KubernetesError");
+        for code in [429, 500, 503] {
+            assert_eq!(
+                connection_error(read(api(code))).reason(),
+                "KubernetesError"
+            );
+        }
+        for code in [401, 403] {
+            let e = connection_error(read(api(code)));
+            assert_eq!(e.reason(), "ConnectionError");
+            assert!(e.to_string().contains("ns/qlik"), "{e}");
+        }
+        let missing = ConnectionError::Invalid("Secret ns/qlik does not exist".into());
+        assert_eq!(connection_error(missing).reason(), "ConnectionError");
     }
 }

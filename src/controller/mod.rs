@@ -175,6 +175,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
 
+    let credentials = Arc::new(connection::CredentialCache::default());
     let controller_config = ControllerConfig::default().concurrency(args.concurrency.max(1));
     let mut automation_controllers = Vec::new();
     let mut settings_controllers = Vec::new();
@@ -189,17 +190,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ),
             reader_a,
         )
-        .with_config(controller_config.clone());
+        .with_config(controller_config.clone())
+        .trigger_backoff(watch_backoff());
         let automation_store = automations.store();
         // A changed Secret or ConfigMap reconciles the objects that use it.
         let by_secret = automation_store.clone();
         let by_map = automation_store.clone();
         let default_secret = settings.default_connection.clone();
+        let secret_cache = credentials.clone();
         let automations = automations
             .watches(
                 api_in::<Secret>(&client, ns),
                 watcher::Config::default(),
                 move |secret| {
+                    secret_cache
+                        .invalidate(&secret.namespace().unwrap_or_default(), &secret.name_any());
                     let is_default = default_secret.as_ref().is_some_and(|(ns, name)| {
                         secret.namespace().as_deref() == Some(ns.as_str())
                             && secret.name_any() == *name
@@ -241,7 +246,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ),
             reader_s,
         )
-        .with_config(controller_config.clone());
+        .with_config(controller_config.clone())
+        .trigger_backoff(watch_backoff());
         settings_controllers.push(settings_controller);
         automation_controllers.push(automations);
     }
@@ -254,6 +260,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         settings_stores,
         settings,
         metrics.clone(),
+        credentials,
     ));
 
     let mut tasks = Vec::new();
@@ -310,7 +317,7 @@ where
         + 'static,
 {
     watcher(api, config)
-        .default_backoff()
+        .backoff(watch_backoff())
         // managedFields are often the largest part of an object and nothing here reads them.
         .modify(|obj| obj.meta_mut().managed_fields = None)
         .reflect(writer)
@@ -319,6 +326,46 @@ where
             predicates::generation.combine(user_annotations),
             Default::default(),
         )
+}
+
+/// The backoff of every watch after an error: client-go's shape (0.5 s, doubling, with
+/// jitter) but capped at 5 s (plus jitter) instead of kube's default 30 s. After an
+/// apiserver outage a watch first waits out its grown backoff, then fails once more with
+/// 410 Gone (its resourceVersion is too old for the restarted apiserver) and waits again
+/// before it relists; with the default cap, and the controller's shared trigger backoff on
+/// top, changes made after the apiserver came back went unseen for minutes. A retry every
+/// 5 s during an outage costs one cheap request per watch.
+fn watch_backoff() -> WatchBackoff {
+    WatchBackoff { next: None }
+}
+
+/// See [`watch_backoff`]: 0.5 s, doubling up to 5 s, each with up to 50 % jitter; reset by
+/// the stream on its next success.
+struct WatchBackoff {
+    next: Option<Duration>,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        use rand::Rng;
+        let base = self.next.unwrap_or(Self::FIRST);
+        self.next = Some((base * 2).min(Self::MAX));
+        let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
+        Some(base + Duration::from_millis(jitter))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = None;
+    }
 }
 
 /// A hash of the annotations, except the create intent the operator writes and clears around
@@ -352,4 +399,23 @@ fn referencing<O: ResourceExt>(
         .filter(|a| a.namespace() == ns && uses(a, &name))
         .map(|a| ObjectRef::from_obj(a.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod watch_backoff_tests {
+    use super::*;
+
+    #[test]
+    fn watches_back_off_briefly_even_after_a_long_outage() {
+        let mut backoff = watch_backoff();
+        let waits: Vec<Duration> = (0..30).map(|_| backoff.next().unwrap()).collect();
+        assert!(waits[0] < Duration::from_secs(1), "{waits:?}");
+        assert!(
+            waits.iter().all(|w| *w <= Duration::from_millis(7500)),
+            "{waits:?}"
+        );
+        assert!(waits[29] >= Duration::from_secs(5), "{waits:?}");
+        kube::runtime::utils::Backoff::reset(&mut backoff);
+        assert!(backoff.next().unwrap() < Duration::from_secs(1));
+    }
 }

@@ -48,9 +48,9 @@ pub struct QlikAutomationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<Connection>,
 
-    /// The automation's name in Qlik. Defaults to `metadata.name`.
+    /// The automation's name in Qlik (not blank). Defaults to `metadata.name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 255))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub name: Option<String>,
 
     /// The automation's description.
@@ -81,13 +81,13 @@ pub struct QlikAutomationSpec {
     /// The user who should own the automation; applied with `actions/move`, which needs a
     /// tenant admin's key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 255))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub owner_id: Option<String>,
 
     /// Create the automation as a copy of this existing automation id, then apply the rest of
     /// the spec. Only used at creation; immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 255))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub copy_from: Option<String>,
 
     /// What happens to the remote automation when this object is deleted: `Delete` (default)
@@ -152,10 +152,13 @@ pub struct WorkspaceFrom {
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapKeyRef {
     /// The ConfigMap's name.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
     /// The key whose value is the workspace JSON.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
 }
 

@@ -13,8 +13,8 @@ pub const FINALIZER: &str = "automations.qlik.dev/cleanup";
 pub const FIELD_MANAGER: &str = "qlik-automations-operator";
 /// Links an object to its remote automation: set by users to adopt, by the operator after a create.
 pub const ANNOTATION_AUTOMATION_ID: &str = "automations.qlik.dev/automation-id";
-/// Records that a create is about to be sent (an RFC 3339 time), so that a create whose answer
-/// was lost can be found again instead of repeated.
+/// Records that a create is about to be sent (`<RFC 3339 time> <remote name>`), so that a
+/// create whose answer was lost can be found again instead of repeated.
 pub const ANNOTATION_CREATE_PENDING: &str = "automations.qlik.dev/create-pending";
 /// A new value requests one run of the automation.
 pub const ANNOTATION_RUN_REQUESTED_AT: &str = "automations.qlik.dev/run-requested-at";

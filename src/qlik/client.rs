@@ -85,6 +85,10 @@ impl ClientConfig {
     }
 }
 
+/// The longest `Retry-After` believed: a larger (or absurd, e.g. `u64::MAX`) value from a
+/// misbehaving tenant or proxy must neither overflow a clock nor block a tier for years.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// Parses a tenant URL into the API base (`https://host/api/`).
 pub fn api_base(tenant_url: &str) -> Result<Url, QlikError> {
     let trimmed = tenant_url.trim().trim_end_matches('/');
@@ -288,7 +292,7 @@ impl QlikClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
         let bytes = response
             .bytes()
             .await
@@ -370,19 +374,31 @@ impl QlikClient {
             Done,
         }
         let client = self.clone();
-        stream::try_unfold(Next::First(first), move |next| {
+        // The links already followed: a tenant whose next page is one already fetched would
+        // otherwise keep the caller (and the tenant view's lock) forever.
+        let seen = std::collections::HashSet::<String>::new();
+        stream::try_unfold((Next::First(first), seen), move |(next, mut seen)| {
             let client = client.clone();
             async move {
                 let page: Page<T> = match next {
                     Next::Done => return Ok(None),
                     Next::First(url) => client.call(endpoint, url, None::<&()>).await?,
-                    Next::Href(href) => client.fetch_page(endpoint, &href).await?,
+                    Next::Href(href) => {
+                        if !seen.insert(href.clone()) {
+                            return Err(QlikError::Decode {
+                                endpoint,
+                                status: 200,
+                                message: "links.next.href points at a page already fetched: the pages loop".into(),
+                            });
+                        }
+                        client.fetch_page(endpoint, &href).await?
+                    }
                 };
                 let following = match page.next_href() {
                     Some(href) if !href.is_empty() => Next::Href(href.to_owned()),
                     _ => Next::Done,
                 };
-                Ok(Some((page, following)))
+                Ok(Some((page, (following, seen))))
             }
         })
     }
@@ -729,5 +745,220 @@ mod tests {
         assert!(
             QlikClient::new(ClientConfig::new("https://t.example.com", ApiKey::new(" "))).is_err()
         );
+    }
+}
+
+/// A seeded fuzz of the response handling: arbitrary bytes and mutated reference bodies, as
+/// the body of success and failure answers, always give a value or a typed error.
+#[cfg(test)]
+mod response_fuzz {
+    use super::*;
+    use crate::qlik::{error::ErrorClass, model::*};
+    use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
+    use serde_json::json;
+
+    /// The example response bodies of the reference, and its error envelope.
+    const REFERENCE_BODIES: &[&str] = &[
+        r#"{"data":[{"id":"e0e720d0-4947-11ec-a1d2-9559fa35801d","name":"string","state":"available","ownerId":"sWYAHxZxhtcmBT7Ptc5xJ5I6N7HxwnEy","runMode":"triggered","createdAt":"2021-12-23T12:28:21.000000Z","lastRunAt":"2021-12-23T12:28:21.000000Z","updatedAt":"2021-12-23T12:28:21.000000Z","description":"string","lastRunStatus":"finished"}],"links":{"next":{"href":"string"},"prev":{"href":"string"}}}"#,
+        r#"{"id":"e0e720d0-4947-11ec-a1d2-9559fa35801d","name":"string","state":"available","lastRun":{"id":"d452d100-9b0b-11ec-b199-8323e1031c3e","error":{},"title":"string","inputs":{},"status":"failed","context":"test_run","metrics":{"blocks":[{"type":"endpointBlock","rxBytes":18329921,"txBytes":18329921,"apiCalls":40,"snippetId":"string","endpointId":"string","connectorId":"string"}],"network":{"rxBytes":0,"txBytes":0},"totalApiCalls":0},"stopTime":"2021-12-23T12:28:21.000000Z","createdAt":"2021-12-23T12:28:21.000000Z","isTestRun":true,"startTime":"2021-12-23T12:28:21.000000Z","updatedAt":"2021-12-23T12:28:21.000000Z","isArchived":true,"expectedInputs":{},"scheduledStartTime":"2021-12-23T12:28:21.000000Z"},"ownerId":"sWYAHxZxhtcmBT7Ptc5xJ5I6N7HxwnEy","runMode":"triggered","createdAt":"2021-12-23T12:28:21.000000Z","lastRunAt":"2021-12-23T12:28:21.000000Z","schedules":[{"id":"d452d100-9b0b-11ec-b199-8323e1031c3e","stopAt":"2022-12-01 00:00:00","startAt":"2021-12-01 00:00:00","interval":30,"timezone":"Europe/Stockholm","lastStartedAt":"2022-01-01T12:28:21.000000Z"}],"updatedAt":"2021-12-23T12:28:21.000000Z","workspace":{},"snippetIds":["e0e720d0-4947-11ec-a1d2-9559fa35801d"],"description":"string","endpointIds":["9d94bef0-b28c-11eb-8dba-01593c457362","53a6fb70-b28f-11eb-b601-b545a40867e0"],"connectorIds":["0d87808f-27c0-11ea-921c-022e6b5ea1e2","0d86ee8a-27c0-11ea-921c-022e6b5ea1e2"],"lastRunStatus":"finished","executionToken":"aZXuEogT9X3le0k0WXMBnzuYKq4xRlkDnurjs8NVhEAAW1BYx8C1PpIl3ielgRb1"}"#,
+        r#"{"id":"00000000-0000-0000-0000-000000000000"}"#,
+        r#"{"data":[{"id":"d452d100-9b0b-11ec-b199-8323e1031c3e","error":{},"title":"string","status":"failed","context":"test_run","stopTime":"2021-12-23T12:28:21.000000Z","createdAt":"2021-12-23T12:28:21.000000Z","isTestRun":true,"startTime":"2021-12-23T12:28:21.000000Z","updatedAt":"2021-12-23T12:28:21.000000Z","isArchived":true,"scheduledStartTime":"2021-12-23T12:28:21.000000Z"}],"links":{"next":{"href":"string"},"prev":{"href":"string"}}}"#,
+        r#"{"id":"d452d100-9b0b-11ec-b199-8323e1031c3e","error":{},"title":"string","inputs":{},"status":"failed","context":"test_run","metrics":{"blocks":[{"type":"endpointBlock","rxBytes":18329921,"txBytes":18329921,"apiCalls":40,"snippetId":"string","endpointId":"string","connectorId":"string"}],"network":{"rxBytes":0,"txBytes":0},"totalApiCalls":0},"stopTime":"2021-12-23T12:28:21.000000Z","createdAt":"2021-12-23T12:28:21.000000Z","isTestRun":true,"startTime":"2021-12-23T12:28:21.000000Z","updatedAt":"2021-12-23T12:28:21.000000Z","isArchived":true,"expectedInputs":{},"scheduledStartTime":"2021-12-23T12:28:21.000000Z"}"#,
+        r#"{"url":"https://<bucket>.s3.<region>.amazonaws.com/<run>.json"}"#,
+        r#"{"automationsEnabled":true}"#,
+        r#"{"data":[{"date":"2021-12-15","name":"bandwidthIn","value":310179713,"automation":{"guid":"00000000-0000-0000-0000-000000000000","name":"My Automation.","ownerId":"KP1zJiPDn0gsla236GmETadFcxBW-J8F"}}]}"#,
+        r#"{"errors":[{"code":"HTTP-429","title":"API rate limit reached.","detail":"You need to wait 13 seconds until limit is lifted."}],"traceId":"0af6a2d64ae7b5e4e1b1c5b29d4b8e21"}"#,
+    ];
+
+    const KEYS: &[&str] = &[
+        "id",
+        "data",
+        "links",
+        "next",
+        "href",
+        "errors",
+        "code",
+        "title",
+        "detail",
+        "traceId",
+        "status",
+        "schedules",
+        "interval",
+        "lastRun",
+        "metrics",
+        "blocks",
+        "url",
+        "value",
+        "automationsEnabled",
+        "automation",
+        "guid",
+        "state",
+        "executionToken",
+    ];
+
+    fn random_value(rng: &mut StdRng, depth: u32) -> Value {
+        match rng.random_range(0..11) {
+            0 => Value::Null,
+            1 => json!(rng.random_bool(0.5)),
+            2 => json!(rng.random::<i64>()),
+            3 => json!(u64::MAX),
+            4 => json!(rng.random::<f64>() * 1e300),
+            5 => json!(""),
+            6 => json!("x".repeat(rng.random_range(1..5000))),
+            7 => json!("\u{0}\u{1b}[2J\u{202e} 🚀"),
+            8 if depth < 4 => Value::Array(
+                (0..rng.random_range(0..4))
+                    .map(|_| random_value(rng, depth + 1))
+                    .collect(),
+            ),
+            9 if depth < 4 => Value::Object(
+                (0..rng.random_range(0..5))
+                    .map(|_| {
+                        (
+                            KEYS.choose(rng).unwrap().to_string(),
+                            random_value(rng, depth + 1),
+                        )
+                    })
+                    .collect(),
+            ),
+            _ => json!(
+                ["available", "finished", "exceeded limit", "http://x/y"]
+                    .choose(rng)
+                    .unwrap()
+            ),
+        }
+    }
+
+    fn mutate(rng: &mut StdRng, v: &mut Value, depth: u32) {
+        let descend = rng.random_bool(0.7);
+        match v {
+            Value::Object(map) if !map.is_empty() && descend => {
+                let key = map
+                    .keys()
+                    .nth(rng.random_range(0..map.len()))
+                    .unwrap()
+                    .clone();
+                mutate(rng, map.get_mut(&key).unwrap(), depth + 1);
+            }
+            Value::Array(items) if !items.is_empty() && descend => {
+                let i = rng.random_range(0..items.len());
+                mutate(rng, &mut items[i], depth + 1);
+            }
+            Value::Object(map) if rng.random_bool(0.5) && !map.is_empty() => {
+                let key = map
+                    .keys()
+                    .nth(rng.random_range(0..map.len()))
+                    .unwrap()
+                    .clone();
+                map.remove(&key);
+            }
+            _ => *v = random_value(rng, depth),
+        }
+    }
+
+    fn random_body(rng: &mut StdRng) -> Vec<u8> {
+        let reference = *REFERENCE_BODIES.choose(rng).unwrap();
+        match rng.random_range(0..8) {
+            0 => (0..rng.random_range(0..300))
+                .map(|_| rng.random())
+                .collect(),
+            1 => "[".repeat(rng.random_range(1..3000)).into_bytes(),
+            2 => reference.as_bytes().to_vec(),
+            3..=5 => {
+                let mut v: Value = serde_json::from_str(reference).unwrap();
+                for _ in 0..rng.random_range(1..5) {
+                    mutate(rng, &mut v, 0);
+                }
+                serde_json::to_vec(&v).unwrap()
+            }
+            _ => {
+                let mut bytes = reference.as_bytes().to_vec();
+                for _ in 0..rng.random_range(1..6) {
+                    if bytes.is_empty() {
+                        break;
+                    }
+                    let i = rng.random_range(0..bytes.len());
+                    match rng.random_range(0..3) {
+                        0 => bytes[i] = rng.random(),
+                        1 => bytes.truncate(i),
+                        _ => bytes.insert(i, *b"{}[]\",:\\\xff".choose(rng).unwrap()),
+                    }
+                }
+                bytes
+            }
+        }
+    }
+
+    /// Decodes `bytes` as `T`: a value, or a `Decode` error naming the endpoint.
+    fn decodes<T: DeserializeOwned>(endpoint: Endpoint, bytes: &[u8]) -> bool {
+        match decode::<T>(endpoint, bytes) {
+            Ok(_) => true,
+            Err(QlikError::Decode {
+                endpoint: e,
+                status: 200,
+                message,
+            }) => {
+                assert_eq!(e, endpoint);
+                assert!(!message.is_empty());
+                false
+            }
+            Err(other) => panic!("decoding gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn any_body_of_any_status_is_a_value_or_a_typed_error() {
+        let mut rng = StdRng::seed_from_u64(0x00B0_D1E5);
+        let mut values = 0;
+        for _ in 0..20_000 {
+            let body = random_body(&mut rng);
+            // As the body of a success, for every answer type of the API.
+            values += [
+                decodes::<Automation>(Endpoint::GetAutomation, &body),
+                decodes::<Page<AutomationSummary>>(Endpoint::ListAutomations, &body),
+                decodes::<Page<Run>>(Endpoint::ListRuns, &body),
+                decodes::<Run>(Endpoint::CreateRun, &body),
+                decodes::<Settings>(Endpoint::GetSettings, &body),
+                decodes::<UsageList>(Endpoint::GetUsage, &body),
+                decodes::<CreatedId>(Endpoint::CopyAutomation, &body),
+                decodes::<ExportedRun>(Endpoint::ExportRun, &body),
+            ]
+            .iter()
+            .filter(|ok| **ok)
+            .count();
+            if let Ok(page) = decode::<Page<AutomationSummary>>(Endpoint::ListAutomations, &body) {
+                let _ = (page.next_href(), page.prev_href());
+            }
+            // As the body of a failure: the status decides the class, whatever the body.
+            let status = *[
+                300u16, 400, 401, 403, 404, 409, 413, 429, 500, 502, 503, 504,
+            ]
+            .choose(&mut rng)
+            .unwrap();
+            let retry = rng
+                .random_bool(0.5)
+                .then(|| Duration::from_secs(rng.random()));
+            let e = QlikError::from_response(Endpoint::UpdateAutomation, status, &body, retry);
+            assert_eq!(e.status(), Some(status));
+            let class = match status {
+                401 => ErrorClass::Unauthorized,
+                403 => ErrorClass::Forbidden,
+                404 => ErrorClass::NotFound,
+                429 => ErrorClass::RateLimited,
+                500..=599 => ErrorClass::Transient,
+                _ => ErrorClass::InvalidRequest,
+            };
+            assert_eq!(e.class(), class, "{status}");
+            let text = e.to_string();
+            assert!(text.contains(&status.to_string()), "{text}");
+            if serde_json::from_slice::<super::super::error::ErrorEnvelope>(&body).is_err() {
+                // A body that is not an envelope is quoted short and without control characters.
+                let quoted = e.failure().unwrap().message();
+                assert!(quoted.chars().count() <= 200, "{quoted}");
+                assert!(!quoted.chars().any(char::is_control), "{quoted:?}");
+            }
+        }
+        // The mutations keep enough structure that values come out too, not only errors.
+        assert!(values > 1000, "only {values} values decoded");
     }
 }

@@ -13,6 +13,9 @@ use tokio::time::Instant;
 
 use super::endpoint::Tier;
 
+/// The longest a 429 may block a tier.
+const MAX_BLOCK: Duration = Duration::from_secs(3600);
+
 /// Per-minute limits of the two tiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
@@ -129,9 +132,10 @@ impl RateLimiter {
         tokio::time::sleep_until(at).await;
     }
 
-    /// Blocks the whole tier for `wait`, as the service does after a 429.
+    /// Blocks the whole tier for `wait` (at most an hour), as the service does after a 429.
     pub fn block(&self, tier: Tier, wait: Duration) {
-        let until = Instant::now() + wait;
+        // An absurd wait must not overflow the clock (a panic) or block the tier for good.
+        let until = Instant::now() + wait.min(MAX_BLOCK);
         let mut tiers = self.tiers.lock().unwrap_or_else(|e| e.into_inner());
         let slots = &mut tiers[Self::index(tier)];
         slots.blocked_until = Some(slots.blocked_until.map_or(until, |b| b.max(until)));
@@ -204,5 +208,21 @@ mod tests {
         // A shorter block later does not shorten the first.
         l.block(Tier::Tier2, Duration::from_secs(1));
         assert_eq!(l.reserve(Tier::Tier2) - start, Duration::from_secs(13));
+    }
+}
+
+#[cfg(test)]
+mod absurd_waits {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_retry_after_neither_panics_nor_blocks_for_more_than_an_hour() {
+        let l = RateLimiter::new(RateLimits::default());
+        let start = Instant::now();
+        // `Retry-After: 18446744073709551615` once overflowed the clock and panicked.
+        l.block(Tier::Tier1, Duration::MAX);
+        l.block(Tier::Tier2, Duration::from_secs(86_400 * 365 * 1000));
+        assert_eq!(l.reserve(Tier::Tier1) - start, MAX_BLOCK);
+        assert_eq!(l.reserve(Tier::Tier2) - start, MAX_BLOCK);
     }
 }

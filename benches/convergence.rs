@@ -16,11 +16,7 @@ mod control_plane;
 #[path = "../tests/support/operator.rs"]
 mod operator;
 
-use std::{
-    fs::File,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::{
@@ -35,7 +31,7 @@ use qlik_automations_operator::{
 use serde_json::json;
 
 use control_plane::ControlPlane;
-use operator::{TestNamespace, USER_KEY, emulator};
+use operator::{OperatorProcess, TestNamespace, USER_KEY, emulator};
 
 /// Command-line settings of a run.
 struct Settings {
@@ -100,75 +96,58 @@ impl Settings {
     }
 }
 
-/// The operator process, with what the harness reads from /proc.
-struct OperatorProcess {
-    child: Child,
+/// Peak resident memory in MiB (`VmHWM`) of process `pid`.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
-impl OperatorProcess {
-    fn start(namespace: &str, settings: &Settings, log: &str) -> OperatorProcess {
-        let out = File::create(log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_qlik-automations-operator"))
-            .args([
-                "run",
-                "--namespaces",
-                namespace,
-                "--listen",
-                "127.0.0.1:0",
-                "--concurrency",
-                "16",
-                "--resync-seconds",
-                &settings.resync_seconds.to_string(),
-                "--tier1-per-minute",
-                &settings.tier1().to_string(),
-                "--tier2-per-minute",
-                &settings.tier2().to_string(),
-            ])
-            .env("KUBECONFIG", ControlPlane::shared().kubeconfig_path())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        OperatorProcess { child }
-    }
-
-    /// Peak resident memory in MiB (`VmHWM`).
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    }
-
-    /// User plus system CPU seconds so far.
-    fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses and may contain spaces).
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ')'.
-        (ticks(11) + ticks(12)) / 100.0
-    }
+/// User plus system CPU seconds of process `pid` so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ')'.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The operator binary watching `namespace` with the run's limits and resync.
+fn start_operator(namespace: &str, settings: &Settings, n: usize) -> OperatorProcess {
+    let args: Vec<String> = [
+        "run",
+        "--namespaces",
+        namespace,
+        "--listen",
+        "127.0.0.1:0",
+        "--concurrency",
+        "16",
+        "--resync-seconds",
+        &settings.resync_seconds.to_string(),
+        "--tier1-per-minute",
+        &settings.tier1().to_string(),
+        "--tier2-per-minute",
+        &settings.tier2().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    OperatorProcess::start(
+        &format!("bench-{n}"),
+        &ControlPlane::shared().kubeconfig_path(),
+        &args,
+        &[("RUST_LOG".to_string(), "warn".to_string())],
+    )
 }
 
 fn manifest(name: &str) -> QlikAutomation {
@@ -234,8 +213,8 @@ async fn run_size(n: usize, settings: &Settings) -> Row {
     .await;
     ns.connection_secret("qlik", &emu.base_url(), USER_KEY)
         .await;
-    let log = std::env::temp_dir().join(format!("qao-bench-{n}.log"));
-    let op = OperatorProcess::start(&ns.name, settings, log.to_str().unwrap());
+    let op = start_operator(&ns.name, settings, n);
+    let pid = op.pid().unwrap_or_default();
     let api: Api<QlikAutomation> = ns.api();
 
     // Cold convergence: N new objects at once.
@@ -336,8 +315,8 @@ async fn run_size(n: usize, settings: &Settings) -> Row {
         steady_tier2,
         change_median: percentile(&latencies, 50.0),
         change_p99: percentile(&latencies, 99.0),
-        peak_rss_mib: op.peak_rss_mib(),
-        cpu_seconds: op.cpu_seconds(),
+        peak_rss_mib: peak_rss_mib(pid),
+        cpu_seconds: cpu_seconds(pid),
     };
     drop(op);
     emu.shutdown().await;

@@ -22,7 +22,7 @@ use kube::{
     api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
 use qlik_automations_operator::{
-    crd::{ConditionStatus, QlikAutomation},
+    crd::QlikAutomation,
     emulator::RunningEmulator,
     qlik::{
         ApiKey, ClientConfig, Endpoint, ListParams, QlikClient, Tier,
@@ -32,7 +32,7 @@ use qlik_automations_operator::{
 use serde_json::{Value, json};
 
 use control_plane::ControlPlane;
-use operator::{Operator, TestNamespace, USER_ID, USER_KEY, emulator, wait_for};
+use operator::{Operator, TestNamespace, USER_ID, USER_KEY, emulator, wait_for, wait_ready};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Exit statuses the plugin documents.
@@ -594,18 +594,6 @@ async fn stop_stops_a_run_and_retry_adds_one_with_the_same_inputs() {
     let counters = emu.counters();
     assert_eq!(counters.endpoint(Endpoint::RetryRun), 1);
     assert_eq!(counters.endpoint(Endpoint::StopRun), 2);
-}
-
-async fn wait_ready(api: &Api<QlikAutomation>, name: &str) -> QlikAutomation {
-    wait_for(&format!("{name} Ready=True"), WAIT, || async {
-        let a = api.get(name).await.ok()?;
-        let status = a.status.as_ref()?;
-        let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
-        (ready.status == ConditionStatus::True
-            && status.observed_generation == a.metadata.generation)
-            .then_some(a)
-    })
-    .await
 }
 
 const MANAGED: &str = r#"

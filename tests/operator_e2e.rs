@@ -21,7 +21,10 @@ use qlik_automations_operator::{
 use serde_json::{Value, json};
 
 use control_plane::ControlPlane;
-use operator::{ADMIN_KEY, Operator, TestNamespace, USER_ID, USER_KEY, emulator, wait_for};
+use operator::{
+    ADMIN_KEY, Operator, TestNamespace, USER_ID, USER_KEY, emulator, ready_status, wait_for,
+    wait_ready, wait_reason,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -50,35 +53,6 @@ spec:
 {extra_spec}
 "#
     )
-}
-
-fn ready_status(a: &QlikAutomation) -> Option<(ConditionStatus, String)> {
-    let c = a
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")?;
-    Some((c.status, c.reason.clone()))
-}
-
-async fn wait_ready(api: &Api<QlikAutomation>, name: &str) -> QlikAutomation {
-    wait_for(&format!("{name} Ready=True"), WAIT, || async {
-        let a = api.get(name).await.ok()?;
-        let ready = ready_status(&a)?;
-        (ready.0 == ConditionStatus::True
-            && a.status.as_ref()?.observed_generation == a.metadata.generation)
-            .then_some(a)
-    })
-    .await
-}
-
-async fn wait_reason(api: &Api<QlikAutomation>, name: &str, reason: &str) -> QlikAutomation {
-    wait_for(&format!("{name} Ready reason {reason}"), WAIT, || async {
-        let a = api.get(name).await.ok()?;
-        (ready_status(&a)?.1 == reason).then_some(a)
-    })
-    .await
 }
 
 fn remote<'a>(emu: &'a [Value], id: &str) -> Option<&'a Value> {
@@ -439,7 +413,7 @@ async fn bad_credentials_are_unauthorized_without_hammering() {
             .await;
     }
     let a = wait_reason(&api, "denied-0", "Unauthorized").await;
-    let (status, _) = ready_status(&a).unwrap();
+    let (status, _, _) = ready_status(&a).unwrap();
     assert_eq!(status, ConditionStatus::False);
     let message = &a.status.unwrap().conditions[0].message;
     assert!(!message.contains("not-a-valid-key"), "{message}");

@@ -27,9 +27,8 @@ mod operator;
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    fs::File,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -40,10 +39,9 @@ use futures::StreamExt;
 use k8s_openapi::{
     ByteString,
     api::core::v1::{ConfigMap, Event, Secret},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client, CustomResourceExt, ResourceExt,
+    Api, Client, ResourceExt,
     api::{
         ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams,
         PostParams,
@@ -58,7 +56,10 @@ use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::{Value, json};
 
 use control_plane::{ControlPlane, unique_name};
-use operator::{ADMIN_KEY, TestNamespace, USER_KEY, emulator, wait_for};
+use operator::{
+    ADMIN_KEY, TestNamespace, USER_KEY, emulator, install_crds, ready_status, wait_for, wait_ready,
+    wait_reason,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -83,17 +84,11 @@ fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// The operator binary as a child process with a fixed health address, any kubeconfig and
-/// any `RUST_LOG`, that a test can SIGKILL and start again.
+/// The operator binary (the shared test support's process) with a fixed health address,
+/// any kubeconfig and any `RUST_LOG`, that a test can SIGKILL and start again.
 struct OperatorProcess {
-    child: Option<Child>,
-    log: PathBuf,
-    args: Vec<String>,
-    kubeconfig: PathBuf,
-    rust_log: String,
+    process: operator::OperatorProcess,
     health: SocketAddr,
-    /// Processes started so far (1 + restarts).
-    starts: u32,
 }
 
 impl OperatorProcess {
@@ -128,67 +123,39 @@ impl OperatorProcess {
             args.extend(["--view-max-age-seconds".into(), "1".into()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let dir = std::env::temp_dir().join("qao-reliability-logs");
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join(format!("{}.log", unique_name(namespaces[0])));
-        let mut op = OperatorProcess {
-            child: None,
-            log,
-            args,
-            kubeconfig: kubeconfig.to_owned(),
-            rust_log: rust_log.to_owned(),
-            health,
-            starts: 0,
-        };
-        op.spawn();
-        op
+        let process = operator::OperatorProcess::start(
+            &format!("reliability-{}", unique_name(namespaces[0])),
+            kubeconfig,
+            &args,
+            &[("RUST_LOG".to_string(), rust_log.to_string())],
+        );
+        OperatorProcess { process, health }
     }
 
     /// The usual log filter of these tests.
     const DEBUG: &'static str = "info,qlik_automations_operator=debug,kube=warn";
 
-    fn spawn(&mut self) {
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let err = out.try_clone().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_qlik-automations-operator"))
-            .args(&self.args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("RUST_LOG", &self.rust_log)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        self.starts += 1;
-    }
-
     /// SIGKILL: no graceful shutdown, like a crash or an OOM kill.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     fn restart(&mut self) {
-        self.kill();
-        self.spawn();
+        self.process.restart();
     }
 
     fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
+    }
+
+    /// Processes started so far (1 + restarts).
+    fn starts(&self) -> u32 {
+        self.process.starts()
     }
 
     /// Whether the process is still running (it never exited since it was started).
     fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.process.is_running()
     }
 
     async fn healthz(&self) -> bool {
@@ -204,7 +171,7 @@ impl OperatorProcess {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     fn log_tail(&self, lines: usize) -> String {
@@ -247,45 +214,6 @@ impl OperatorProcess {
     }
 }
 
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn ready_status(a: &QlikAutomation) -> Option<(ConditionStatus, String, String)> {
-    let c = a
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")?;
-    Some((c.status, c.reason.clone(), c.message.clone()))
-}
-
-async fn wait_ready(api: &Api<QlikAutomation>, name: &str) -> QlikAutomation {
-    wait_for(&format!("{name} Ready=True"), WAIT, || async {
-        let a = api.get(name).await.ok()?;
-        let ready = ready_status(&a)?;
-        (ready.0 == ConditionStatus::True
-            && a.status.as_ref()?.observed_generation == a.metadata.generation)
-            .then_some(a)
-    })
-    .await
-}
-
-async fn wait_reason(api: &Api<QlikAutomation>, name: &str, reason: &str) -> QlikAutomation {
-    wait_for(&format!("{name} Ready reason {reason}"), WAIT, || async {
-        let a = api.get(name).await.ok()?;
-        let (status, r, _) = ready_status(&a)?;
-        (status == ConditionStatus::False
-            && r == reason
-            && a.status.as_ref()?.observed_generation == a.metadata.generation)
-            .then_some(a)
-    })
-    .await
-}
-
 /// A connection Secret in `namespace`, through any client (the private control plane too).
 async fn connection_secret(client: &Client, namespace: &str, name: &str, url: &str, key: &str) {
     let secret = Secret {
@@ -306,34 +234,6 @@ async fn connection_secret(client: &Client, namespace: &str, name: &str, url: &s
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-}
-
-/// Installs both CRDs on any control plane (the shared one's helper remembers it did).
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [QlikAutomation::crd(), QlikAutomationSettings::crd()] {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply("reliability-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        wait_for("CRD established", Duration::from_secs(30), || {
-            let crds = crds.clone();
-            let name = name.clone();
-            async move {
-                let c = crds.get(&name).await.ok()?;
-                c.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            }
-        })
-        .await;
-    }
 }
 
 async fn events_in(client: &Client, namespace: &str) -> Vec<Event> {
@@ -963,7 +863,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
          in flight={during_create}, an update pending={during_update}, a delete pending={during_delete}) \
          updates={} deletes={} | creates_answered_201={} interrupted_creates_recovered={recovered} \
          deletes_sent={} | converged {:.1?} after the last kill ({:.1?}) | end state: {} objects = {} remotes, diff empty",
-        op.starts,
+        op.starts(),
         OBJECTS / 2 + OBJECTS / 5,
         gone.len(),
         counters.endpoint_status(Endpoint::CreateAutomation, 201),
@@ -1118,7 +1018,7 @@ async fn apiserver_outage_is_survived_without_a_restart() {
     let converged =
         wait_converged(&api, &declared, &gone, &emu, Duration::from_secs(150), &op).await;
     assert_eq!(op.pid(), pid, "the operator was never restarted");
-    assert_eq!(op.starts, 1);
+    assert_eq!(op.starts(), 1);
     op.assert_healthy().await;
     println!(
         "RELIABILITY apiserver_outage: apiserver down {outage:.1?} (drift made meanwhile) | \

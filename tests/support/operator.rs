@@ -25,7 +25,7 @@ use kube::{
     api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
 use qlik_automations_operator::{
-    crd::{QlikAutomation, QlikAutomationSettings},
+    crd::{ConditionStatus, QlikAutomation, QlikAutomationSettings},
     emulator::{ApiKey, EmulatorConfig, RunningEmulator},
 };
 
@@ -40,12 +40,18 @@ pub const USER_ID: &str = "e2e-user";
 /// The admin's id.
 pub const ADMIN_ID: &str = "e2e-admin";
 
-/// Installs both CRDs once per test binary and waits until they are established.
+/// Installs both CRDs on the shared control plane once per test binary.
 pub async fn ensure_crds(client: &Client) {
     static DONE: OnceLock<()> = OnceLock::new();
     if DONE.get().is_some() {
         return;
     }
+    install_crds(client).await;
+    let _ = DONE.set(());
+}
+
+/// Installs (or updates) both CRDs through `client` and waits until they are established.
+pub async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in [QlikAutomation::crd(), QlikAutomationSettings::crd()] {
         let name = crd.metadata.name.clone().unwrap();
@@ -70,7 +76,49 @@ pub async fn ensure_crds(client: &Client) {
         })
         .await;
     }
-    let _ = DONE.set(());
+}
+
+/// How long the waits below give the operator.
+pub const WAIT_OPERATOR: Duration = Duration::from_secs(120);
+
+/// The `Ready` condition's status, reason and message.
+pub fn ready_status(a: &QlikAutomation) -> Option<(ConditionStatus, String, String)> {
+    let c = a
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((c.status, c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until `name` is `Ready=True` for its current generation.
+pub async fn wait_ready(api: &Api<QlikAutomation>, name: &str) -> QlikAutomation {
+    wait_for(&format!("{name} Ready=True"), WAIT_OPERATOR, || async {
+        let a = api.get(name).await.ok()?;
+        let ready = ready_status(&a)?;
+        (ready.0 == ConditionStatus::True
+            && a.status.as_ref()?.observed_generation == a.metadata.generation)
+            .then_some(a)
+    })
+    .await
+}
+
+/// Waits until `name` is `Ready=False` with `reason` for its current generation.
+pub async fn wait_reason(api: &Api<QlikAutomation>, name: &str, reason: &str) -> QlikAutomation {
+    wait_for(
+        &format!("{name} Ready reason {reason}"),
+        WAIT_OPERATOR,
+        || async {
+            let a = api.get(name).await.ok()?;
+            let (status, r, _) = ready_status(&a)?;
+            (status == ConditionStatus::False
+                && r == reason
+                && a.status.as_ref()?.observed_generation == a.metadata.generation)
+                .then_some(a)
+        },
+    )
+    .await
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
@@ -188,88 +236,17 @@ impl TestNamespace {
     }
 }
 
-/// The operator binary running as a child process, watching one namespace.
-pub struct Operator {
-    child: Option<Child>,
-    log: PathBuf,
-    args: Vec<String>,
-}
-
-impl Operator {
-    /// Starts the operator on the shared control plane, restricted to `namespace`, with
-    /// short resync and view intervals so tests see drift quickly.
-    pub fn start(namespace: &str, extra: &[&str]) -> Operator {
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "--namespaces".into(),
-            namespace.into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--resync-seconds".into(),
-            "3".into(),
-            "--view-max-age-seconds".into(),
-            "1".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let dir = std::env::temp_dir().join("qao-e2e-logs");
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join(format!("{namespace}.log"));
-        let mut op = Operator {
-            child: None,
-            log,
-            args,
-        };
-        op.restart();
-        op
-    }
-
-    /// Starts the process again (after [`Operator::kill`]), appending to the same log.
-    pub fn restart(&mut self) {
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let err = out.try_clone().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_qlik-automations-operator"))
-            .args(&self.args)
-            .env("KUBECONFIG", ControlPlane::shared().kubeconfig_path())
-            .env("RUST_LOG", "info,qlik_automations_operator=debug,kube=warn")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    /// SIGKILLs the process: no graceful shutdown, like a crash or an OOM kill.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Everything the operator logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// The operator binary as a child process with a kubeconfig, arguments and environment of
 /// the test's choosing — for example authenticated as a ServiceAccount, with the flags a Helm
-/// chart renders. Unlike [`Operator`] it is not tied to the shared control plane. Killed when
-/// dropped.
+/// chart renders, or with a fixed health address. A test can SIGKILL it and start it again;
+/// it is killed when dropped. [`Operator`] is the common case on the shared control plane.
 pub struct OperatorProcess {
     child: Option<Child>,
     log: PathBuf,
+    kubeconfig: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    starts: u32,
 }
 
 impl OperatorProcess {
@@ -285,21 +262,50 @@ impl OperatorProcess {
         let dir = std::env::temp_dir().join("qao-e2e-logs");
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join(format!("{log_name}.log"));
-        let out = File::create(&log).unwrap();
+        File::create(&log).unwrap();
+        let mut process = OperatorProcess {
+            child: None,
+            log,
+            kubeconfig: kubeconfig.to_owned(),
+            args: args.to_vec(),
+            env: env.to_vec(),
+            starts: 0,
+        };
+        process.restart();
+        process
+    }
+
+    /// Starts the process again (after [`OperatorProcess::kill`], or killing it first),
+    /// appending to the same log.
+    pub fn restart(&mut self) {
+        self.kill();
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let err = out.try_clone().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_qlik-automations-operator"))
-            .args(args)
-            .env("KUBECONFIG", kubeconfig)
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            .args(&self.args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .unwrap();
-        OperatorProcess {
-            child: Some(child),
-            log,
-        }
+        self.child = Some(child);
+        self.starts += 1;
+    }
+
+    /// How many processes were started so far (1 + restarts).
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Whether the process is still running (it exits by itself on a fatal start-up error).
@@ -314,12 +320,62 @@ impl OperatorProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGKILLs the process.
+    /// SIGKILLs the process: no graceful shutdown, like a crash or an OOM kill.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The operator on the shared control plane, watching one namespace, with short resync and
+/// view intervals so tests see drift quickly.
+pub struct Operator(OperatorProcess);
+
+impl Operator {
+    /// Starts the operator restricted to `namespace`, plus `extra` flags.
+    pub fn start(namespace: &str, extra: &[&str]) -> Operator {
+        let mut args: Vec<String> = [
+            "run",
+            "--namespaces",
+            namespace,
+            "--listen",
+            "127.0.0.1:0",
+            "--resync-seconds",
+            "3",
+            "--view-max-age-seconds",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let env = [(
+            "RUST_LOG".to_string(),
+            "info,qlik_automations_operator=debug,kube=warn".to_string(),
+        )];
+        Operator(OperatorProcess::start(
+            &unique_name(namespace),
+            &ControlPlane::shared().kubeconfig_path(),
+            &args,
+            &env,
+        ))
+    }
+
+    /// Starts the process again, appending to the same log.
+    pub fn restart(&mut self) {
+        self.0.restart();
+    }
+
+    /// SIGKILLs the process.
+    pub fn kill(&mut self) {
+        self.0.kill();
+    }
+
+    /// Everything the operator logged so far.
+    pub fn log(&self) -> String {
+        self.0.log()
     }
 }
 

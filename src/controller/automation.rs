@@ -50,29 +50,14 @@ pub async fn reconcile(obj: Arc<QlikAutomation>, ctx: Arc<Context>) -> Result<Re
     } else {
         sync(&obj, &ctx).await
     };
+    let failures = ctx.account(KIND, &key, started, &result);
     match result {
-        Ok(requeue) => {
-            ctx.record_success(&key);
-            ctx.metrics
-                .reconciled(KIND, "success", started.elapsed().as_secs_f64());
-            Ok(requeue)
-        }
+        Ok(requeue) => Ok(requeue),
         Err(err) => {
-            let failures = ctx.record_failure(&key);
-            ctx.metrics
-                .reconciled(KIND, err.reason(), started.elapsed().as_secs_f64());
-            tracing::warn!(object = %key, reason = err.reason(), error = %err, "reconcile failed");
             if obj.metadata.deletion_timestamp.is_none() {
                 record_failure(&obj, &ctx, &err, failures).await?;
             } else {
-                ctx.event(
-                    &*obj,
-                    EventType::Warning,
-                    err.reason(),
-                    "Delete",
-                    err.to_string(),
-                )
-                .await;
+                ctx.report_failure(&*obj, &err, failures, "Delete").await;
             }
             Ok(Requeue::requeue(err.requeue_after(failures)))
         }
@@ -821,24 +806,7 @@ async fn record_failure(
     err: &Error,
     failures: u32,
 ) -> Result<(), Error> {
-    let mut message = err.to_string();
-    if let Some(trace) = err.trace_id()
-        && !message.contains(trace)
-    {
-        message.push_str(&format!(" (traceId {trace})"));
-    }
-    // Repeating the same Event on every retry would flood the namespace; the first failure
-    // and every tenth say it again.
-    if failures.is_multiple_of(10) {
-        ctx.event(
-            obj,
-            EventType::Warning,
-            err.reason(),
-            "Reconcile",
-            message.clone(),
-        )
-        .await;
-    }
+    let message = ctx.report_failure(obj, err, failures, "Reconcile").await;
     let old = obj.status.clone().unwrap_or_default();
     let generation = obj.metadata.generation;
     let mut status = QlikAutomationStatus {

@@ -124,6 +124,18 @@ impl Error {
         }
     }
 
+    /// The message conditions and Events show: the error, with Qlik's traceId when the
+    /// tenant gave one.
+    pub fn message(&self) -> String {
+        let mut message = self.to_string();
+        if let Some(trace) = self.trace_id()
+            && !message.contains(trace)
+        {
+            message.push_str(&format!(" (traceId {trace})"));
+        }
+        message
+    }
+
     /// Qlik's trace id, when the tenant gave one.
     pub fn trace_id(&self) -> Option<&str> {
         match self {
@@ -198,8 +210,57 @@ impl Context {
         }
     }
 
+    /// Counts a reconcile of `kind` in the metrics and in `key`'s failure streak; for a
+    /// failure, returns how many failures in a row came before it (0 for the first).
+    pub fn account(
+        &self,
+        kind: &str,
+        key: &str,
+        started: std::time::Instant,
+        result: &Result<kube::runtime::controller::Action, Error>,
+    ) -> u32 {
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(_) => {
+                self.record_success(key);
+                self.metrics.reconciled(kind, "success", seconds);
+                0
+            }
+            Err(err) => {
+                let failures = self.record_failure(key);
+                self.metrics.reconciled(kind, err.reason(), seconds);
+                tracing::warn!(object = %key, reason = err.reason(), error = %err, "reconcile failed");
+                failures
+            }
+        }
+    }
+
+    /// Publishes a failure as a Warning Event on the first failure in a row and every tenth
+    /// after it (repeating it on every retry would flood the namespace), and returns its
+    /// message for the conditions.
+    pub async fn report_failure<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        err: &Error,
+        failures: u32,
+        action: &str,
+    ) -> String {
+        let message = err.message();
+        if failures.is_multiple_of(10) {
+            self.event(
+                obj,
+                EventType::Warning,
+                err.reason(),
+                action,
+                message.clone(),
+            )
+            .await;
+        }
+        message
+    }
+
     /// Counts a failure of `key` and returns how many in a row it has now.
-    pub fn record_failure(&self, key: &str) -> u32 {
+    fn record_failure(&self, key: &str) -> u32 {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let n = failures.entry(key.to_owned()).or_insert(0);
         let before = *n;
@@ -208,7 +269,7 @@ impl Context {
     }
 
     /// Forgets the failures of `key` after a success.
-    pub fn record_success(&self, key: &str) {
+    fn record_success(&self, key: &str) {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -38,33 +38,12 @@ pub async fn reconcile(
     if obj.metadata.deletion_timestamp.is_some() {
         return Ok(Requeue::await_change());
     }
-    match sync(&obj, &ctx).await {
-        Ok(requeue) => {
-            ctx.record_success(&key);
-            ctx.metrics
-                .reconciled(KIND, "success", started.elapsed().as_secs_f64());
-            Ok(requeue)
-        }
+    let result = sync(&obj, &ctx).await;
+    let failures = ctx.account(KIND, &key, started, &result);
+    match result {
+        Ok(requeue) => Ok(requeue),
         Err(err) => {
-            let failures = ctx.record_failure(&key);
-            ctx.metrics
-                .reconciled(KIND, err.reason(), started.elapsed().as_secs_f64());
-            let mut message = err.to_string();
-            if let Some(trace) = err.trace_id()
-                && !message.contains(trace)
-            {
-                message.push_str(&format!(" (traceId {trace})"));
-            }
-            if failures.is_multiple_of(10) {
-                ctx.event(
-                    &*obj,
-                    EventType::Warning,
-                    err.reason(),
-                    "Reconcile",
-                    message.clone(),
-                )
-                .await;
-            }
+            let message = ctx.report_failure(&*obj, &err, failures, "Reconcile").await;
             let old = obj.status.clone().unwrap_or_default();
             let status = QlikAutomationSettingsStatus {
                 observed_generation: obj.metadata.generation,

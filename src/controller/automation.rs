@@ -57,7 +57,16 @@ pub async fn reconcile(obj: Arc<QlikAutomation>, ctx: Arc<Context>) -> Result<Re
             if obj.metadata.deletion_timestamp.is_none() {
                 record_failure(&obj, &ctx, &err, failures).await?;
             } else {
-                ctx.report_failure(&*obj, &err, failures, "Delete").await;
+                // A failing delete holds up the object's deletion, so every attempt says so;
+                // the Recorder folds the repeats into one Event with a series.
+                ctx.event(
+                    &*obj,
+                    EventType::Warning,
+                    err.reason(),
+                    "Delete",
+                    err.message(),
+                )
+                .await;
             }
             Ok(Requeue::requeue(err.requeue_after(failures)))
         }

@@ -108,19 +108,24 @@ async fn patch_annotations(
             )
         })
         .collect();
-    let patch = json!({
-        "metadata": {
-            "resourceVersion": obj.resource_version(),
-            "annotations": annotations,
-        }
-    });
-    Ok(api(ctx, obj)
+    Ok(patch_metadata(ctx, obj, json!({ "annotations": annotations })).await?)
+}
+
+/// Merges `metadata` into the object, guarded by the resourceVersion it was read at, so two
+/// writers cannot both think they recorded an intent or a finalizer.
+async fn patch_metadata(
+    ctx: &Context,
+    obj: &QlikAutomation,
+    mut metadata: Value,
+) -> Result<QlikAutomation, kube::Error> {
+    metadata["resourceVersion"] = json!(obj.resource_version());
+    api(ctx, obj)
         .patch(
             &obj.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(&patch),
+            &Patch::Merge(&json!({ "metadata": metadata })),
         )
-        .await?)
+        .await
 }
 
 async fn ensure_finalizer(ctx: &Context, obj: &QlikAutomation) -> Result<QlikAutomation, Error> {
@@ -129,16 +134,7 @@ async fn ensure_finalizer(ctx: &Context, obj: &QlikAutomation) -> Result<QlikAut
     }
     let mut finalizers = obj.finalizers().to_vec();
     finalizers.push(FINALIZER.to_owned());
-    let patch = json!({
-        "metadata": { "resourceVersion": obj.resource_version(), "finalizers": finalizers }
-    });
-    Ok(api(ctx, obj)
-        .patch(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?)
+    Ok(patch_metadata(ctx, obj, json!({ "finalizers": finalizers })).await?)
 }
 
 async fn remove_finalizer(ctx: &Context, obj: &QlikAutomation) -> Result<(), Error> {
@@ -148,17 +144,7 @@ async fn remove_finalizer(ctx: &Context, obj: &QlikAutomation) -> Result<(), Err
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
-    let patch = json!({
-        "metadata": { "resourceVersion": obj.resource_version(), "finalizers": finalizers }
-    });
-    match api(ctx, obj)
-        .patch(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
+    match patch_metadata(ctx, obj, json!({ "finalizers": finalizers })).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),

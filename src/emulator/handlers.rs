@@ -397,8 +397,8 @@ pub(crate) fn execute(
         ));
     }
     let (origin, context) = match a.run_mode {
-        super::model::RunMode::Triggered => (RunOrigin::Triggered, "api_sync"),
-        super::model::RunMode::Webhook => (RunOrigin::Webhook, "webhook"),
+        super::wire::RunMode::Triggered => (RunOrigin::Triggered, "api_sync"),
+        super::wire::RunMode::Webhook => (RunOrigin::Webhook, "webhook"),
         other => {
             return Err(bad(format!(
                 "automation {id} has run mode {} and cannot be executed with its token",

@@ -23,6 +23,7 @@ mod server;
 mod store;
 mod usage;
 mod validate;
+mod wire;
 mod workspace;
 
 use std::fmt;

@@ -4,17 +4,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::runs::Run;
+use super::wire::{RunMode, ts, ts_opt};
 use super::workspace::WorkspaceInfo;
-
-/// Formats a timestamp the way the live API does: `2021-12-23T12:28:21.000000Z`.
-pub(crate) fn ts(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-/// [`ts`] for optional timestamps, `null` when absent.
-pub(crate) fn ts_opt(t: Option<DateTime<Utc>>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(ts(t)))
-}
 
 /// `state` of an automation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,31 +38,6 @@ impl AutomationState {
             "unavailable" => Some(AutomationState::Unavailable),
             "disabled" => Some(AutomationState::Disabled),
             _ => None,
-        }
-    }
-}
-
-/// `runMode` of an automation: computed on save, read-only for clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RunMode {
-    /// Started by hand or through the API.
-    Manual,
-    /// An active schedule starts it.
-    Scheduled,
-    /// Started over HTTP with the execution token.
-    Triggered,
-    /// Started by a webhook.
-    Webhook,
-}
-
-impl RunMode {
-    /// The wire value.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            RunMode::Manual => "manual",
-            RunMode::Scheduled => "scheduled",
-            RunMode::Triggered => "triggered",
-            RunMode::Webhook => "webhook",
         }
     }
 }
@@ -255,7 +221,6 @@ impl Automation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -274,12 +239,6 @@ mod tests {
             last_started_at: None,
             materialized_until: at(start),
         }
-    }
-
-    #[test]
-    fn timestamps_have_six_fraction_digits() {
-        let t = Utc.with_ymd_and_hms(2021, 12, 23, 12, 28, 21).unwrap();
-        assert_eq!(ts(t), "2021-12-23T12:28:21.000000Z");
     }
 
     #[test]

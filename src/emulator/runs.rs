@@ -8,42 +8,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::model::{ts, ts_opt};
-use super::workspace::{BASE_RX_BYTES, BASE_TX_BYTES};
+use super::wire::{BASE_RX_BYTES, BASE_TX_BYTES, Outcome, ts, ts_opt};
 
 /// How long a run stays in `must stop` before it is `stopped`.
 pub(crate) const STOP_GRACE: chrono::Duration = chrono::Duration::milliseconds(100);
-
-/// How a run that is not stopped ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// `finished`
-    Finished,
-    /// `failed`, with an `error` object.
-    Failed,
-    /// `finished with warnings`
-    FinishedWithWarnings,
-}
-
-impl Outcome {
-    /// Parses an `_emulatorOutcome` marker value.
-    pub(crate) fn parse(s: &str) -> Option<Outcome> {
-        match s {
-            "finished" => Some(Outcome::Finished),
-            "failed" => Some(Outcome::Failed),
-            "finished with warnings" => Some(Outcome::FinishedWithWarnings),
-            _ => None,
-        }
-    }
-
-    fn status(self) -> &'static str {
-        match self {
-            Outcome::Finished => "finished",
-            Outcome::Failed => "failed",
-            Outcome::FinishedWithWarnings => "finished with warnings",
-        }
-    }
-}
 
 /// What started a run; decides which usage metric it counts in besides `runs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

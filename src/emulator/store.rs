@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::model::{Automation, AutomationState, Schedule};
-use super::runs::{Outcome, Run, RunOrigin};
+use super::runs::{Run, RunOrigin};
 use super::validate::{AutomationInput, ScheduleInput};
+use super::wire::Outcome;
 use super::workspace::{WorkspaceInfo, find_outcome};
 
 /// The most scheduled starts turned into runs per schedule at once; older missed starts are
@@ -182,7 +183,7 @@ impl Store {
             description: String::new(),
             state: AutomationState::Available,
             owner_id: owner.to_owned(),
-            run_mode: super::model::RunMode::Manual,
+            run_mode: super::wire::RunMode::Manual,
             created_at: now,
             updated_at: now,
             schedules: Vec::new(),

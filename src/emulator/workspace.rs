@@ -4,8 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::model::RunMode;
-use super::runs::Outcome;
+use super::wire::{BASE_RX_BYTES, BASE_TX_BYTES, Outcome, RunMode};
 
 /// The key that, anywhere in a workspace or in a run's inputs, decides a run's outcome
 /// (`"failed"`, `"finished with warnings"` or `"finished"`).
@@ -15,10 +14,6 @@ pub(crate) const OUTCOME_KEY: &str = "_emulatorOutcome";
 const BLOCK_RX_BYTES: u64 = 2048;
 /// Bytes an endpoint block reports sending per run.
 const BLOCK_TX_BYTES: u64 = 512;
-/// Bytes every run moves even without endpoint blocks (reading its definition, inputs).
-pub(crate) const BASE_RX_BYTES: u64 = 1024;
-/// See [`BASE_RX_BYTES`].
-pub(crate) const BASE_TX_BYTES: u64 = 256;
 
 /// Everything derived from a workspace at save time.
 #[derive(Debug, Clone, PartialEq)]

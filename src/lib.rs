@@ -5,6 +5,7 @@
 //! - [`crd`] and [`controller`] are the operator; [`plugin`] is `kubectl qlik`.
 //! - [`demo`] runs everything on one machine: `qlik-automations-operator demo`.
 
+pub mod backoff;
 pub mod controller;
 pub mod crd;
 pub mod demo;

@@ -32,7 +32,7 @@ use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client, CustomResourceExt, ResourceExt,
+    Api, Client, ResourceExt,
     api::{ListParams, PostParams},
 };
 use qlik_automations_operator::{
@@ -605,7 +605,7 @@ async fn the_default_render_is_locked_down_cluster_wide_and_carries_the_crds() {
     // exactly what the Rust types generate.
     let crds = of_kind(&docs, "CustomResourceDefinition");
     assert_eq!(crds.len(), 2);
-    for generated in [QlikAutomation::crd(), QlikAutomationSettings::crd()] {
+    for generated in qlik_automations_operator::crd::crds() {
         let name = generated.metadata.name.clone().unwrap();
         let rendered = crds
             .iter()

@@ -51,3 +51,72 @@ fn both_kinds_are_in_the_qlik_category_with_a_status_subresource() {
         ]
     );
 }
+
+#[test]
+fn no_description_breaks_a_sentence_across_lines() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/qlik-automations-operator.yaml"
+    );
+    let yaml = std::fs::read_to_string(path).unwrap();
+    let mut found = Vec::new();
+    for doc in yaml.split("---\n").filter(|d| !d.trim().is_empty()) {
+        let doc: serde_json::Value = serde_yaml::from_str(doc).unwrap();
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        descriptions(&doc, name, &mut found);
+    }
+    assert!(
+        found.len() > 50,
+        "only {} descriptions found: is the walk broken?",
+        found.len()
+    );
+    let broken: Vec<String> = found
+        .iter()
+        .filter(|(_, text)| breaks_a_sentence(text))
+        .map(|(at, text)| format!("{at}: {text:?}"))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "descriptions with a line break inside a paragraph (see crd::description::paragraphs):\n{}",
+        broken.join("\n")
+    );
+}
+
+/// Collects every string `description` under `value`, with its path for the failure message.
+fn descriptions(value: &serde_json::Value, at: String, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("description", serde_json::Value::String(text)) => {
+                        out.push((at.clone(), text.clone()))
+                    }
+                    _ => descriptions(value, format!("{at}.{key}"), out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                descriptions(item, format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `text` has a `\n` that is neither half of a paragraph break nor the start of a
+/// list item: written independently of the generator so that it checks it, not mirrors it.
+fn breaks_a_sentence(text: &str) -> bool {
+    let lines: Vec<&str> = text.split('\n').collect();
+    lines.windows(2).any(|pair| {
+        let (before, after) = (pair[0], pair[1].trim_start());
+        let paragraph_break = before.is_empty() || after.is_empty();
+        let numbered = after
+            .split_once(". ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        !(paragraph_break || after.starts_with("- ") || after.starts_with("* ") || numbered)
+    })
+}

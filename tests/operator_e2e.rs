@@ -8,89 +8,31 @@ mod operator;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Event;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
 };
 use qlik_automations_operator::{
     crd::{ConditionStatus, QlikAutomation, QlikAutomationSettings},
-    emulator::RunningEmulator,
     qlik::{self, Endpoint, Tier},
 };
 use serde_json::{Value, json};
 
 use control_plane::ControlPlane;
 use operator::{
-    ADMIN_KEY, Operator, TestNamespace, USER_ID, USER_KEY, emulator, ready_status, wait_for,
-    wait_ready, wait_reason,
+    ADMIN_KEY, Operator, TestNamespace, USER_ID, USER_KEY, admin_client, automation_yaml, emulator,
+    events_for, ready_status, remotes_named, setup, wait_for, wait_ready, wait_reason,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn automation_yaml(name: &str, extra_spec: &str) -> String {
-    format!(
-        r#"
-apiVersion: automations.qlik.dev/v1alpha1
-kind: QlikAutomation
-metadata:
-  name: {name}
-spec:
-  connection:
-    secretRef:
-      name: qlik
-  description: "managed by e2e"
-  schedules:
-    - startAt: "2020-01-01 00:00:00"
-      stopAt: "2099-12-31 00:00:00"
-      interval: 3600
-      timezone: Europe/Stockholm
-  workspace:
-    blocks:
-      - id: start
-        type: StartBlock
-        runMode: manual
-{extra_spec}
-"#
-    )
-}
 
 fn remote<'a>(emu: &'a [Value], id: &str) -> Option<&'a Value> {
     emu.iter().find(|a| a["id"] == id)
 }
 
-fn remotes_named(emu: &RunningEmulator, name: &str) -> Vec<Value> {
-    emu.automations()
-        .into_iter()
-        .filter(|a| a["name"] == name)
-        .collect()
-}
-
-/// A namespace with a connection Secret for `key`, an emulator, and a running operator.
-async fn setup(prefix: &str, key: &str) -> (TestNamespace, RunningEmulator, Operator) {
-    let ns = TestNamespace::new(prefix).await;
-    let emu = emulator(|_| {}).await;
-    ns.connection_secret("qlik", &emu.base_url(), key).await;
-    let op = Operator::start(&ns.name, &[]);
-    (ns, emu, op)
-}
-
-async fn events_for(ns: &TestNamespace, name: &str) -> Vec<(String, String)> {
-    let events: Api<Event> = ns.api();
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name))
-        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_becomes_a_remote_automation_and_reports_ready() {
-    let (ns, emu, _op) = setup("create", USER_KEY).await;
+    let (ns, emu, _op) = setup("create", USER_KEY, &[]).await;
     let api: Api<QlikAutomation> = ns.api();
     ns.apply_yaml::<QlikAutomation>(&automation_yaml("nightly", "  name: Nightly load"))
         .await;
@@ -161,7 +103,7 @@ async fn a_manifest_becomes_a_remote_automation_and_reports_ready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spec_change_is_one_update_and_then_quiet() {
-    let (ns, emu, _op) = setup("update", USER_KEY).await;
+    let (ns, emu, _op) = setup("update", USER_KEY, &[]).await;
     let api: Api<QlikAutomation> = ns.api();
     ns.apply_yaml::<QlikAutomation>(&automation_yaml("report", ""))
         .await;
@@ -199,7 +141,7 @@ async fn a_spec_change_is_one_update_and_then_quiet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enabled_false_disables_and_true_enables() {
-    let (ns, emu, _op) = setup("enable", USER_KEY).await;
+    let (ns, emu, _op) = setup("enable", USER_KEY, &[]).await;
     let api: Api<QlikAutomation> = ns.api();
     ns.apply_yaml::<QlikAutomation>(&automation_yaml("toggle", "  enabled: false"))
         .await;
@@ -229,7 +171,7 @@ async fn enabled_false_disables_and_true_enables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_policy_delete_removes_and_orphan_keeps() {
-    let (ns, emu, _op) = setup("delete", USER_KEY).await;
+    let (ns, emu, _op) = setup("delete", USER_KEY, &[]).await;
     let api: Api<QlikAutomation> = ns.api();
     ns.apply_yaml::<QlikAutomation>(&automation_yaml("gone", ""))
         .await;
@@ -264,7 +206,7 @@ async fn deletion_policy_delete_removes_and_orphan_keeps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopting_by_annotation_creates_nothing() {
-    let (ns, emu, _op) = setup("adopt", USER_KEY).await;
+    let (ns, emu, _op) = setup("adopt", USER_KEY, &[]).await;
     let client = qlik::QlikClient::new(qlik::ClientConfig::new(
         emu.base_url(),
         qlik::ApiKey::new(USER_KEY),
@@ -303,7 +245,7 @@ async fn adopting_by_annotation_creates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_band_edits_are_set_back_and_deletes_recreated() {
-    let (ns, emu, _op) = setup("drift", USER_KEY).await;
+    let (ns, emu, _op) = setup("drift", USER_KEY, &[]).await;
     let api: Api<QlikAutomation> = ns.api();
     ns.apply_yaml::<QlikAutomation>(&automation_yaml("drifty", ""))
         .await;
@@ -356,7 +298,7 @@ async fn out_of_band_edits_are_set_back_and_deletes_recreated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_requests_start_exactly_one_run_per_token() {
-    let (ns, emu, _op) = setup("runs", USER_KEY).await;
+    let (ns, emu, _op) = setup("runs", USER_KEY, &[]).await;
     let api: Api<QlikAutomation> = ns.api();
     ns.apply_yaml::<QlikAutomation>(&automation_yaml("runner", "  runInputs:\n    answer: 42"))
         .await;
@@ -406,7 +348,7 @@ async fn run_requests_start_exactly_one_run_per_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_are_unauthorized_without_hammering() {
-    let (ns, emu, _op) = setup("unauth", "not-a-valid-key").await;
+    let (ns, emu, _op) = setup("unauth", "not-a-valid-key", &[]).await;
     let api: Api<QlikAutomation> = ns.api();
     for i in 0..5 {
         ns.apply_yaml::<QlikAutomation>(&automation_yaml(&format!("denied-{i}"), ""))
@@ -426,7 +368,7 @@ async fn bad_credentials_are_unauthorized_without_hammering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_toggle_the_tenant_and_a_second_object_conflicts() {
-    let (ns, emu, _op) = setup("settings", ADMIN_KEY).await;
+    let (ns, emu, _op) = setup("settings", ADMIN_KEY, &[]).await;
     let api: Api<QlikAutomationSettings> = ns.api();
     let yaml = |name: &str, enabled: bool| {
         format!(
@@ -675,17 +617,9 @@ async fn the_examples_become_ready() {
     .await;
 }
 
-fn admin_client(emu: &RunningEmulator) -> qlik::QlikClient {
-    qlik::QlikClient::new(qlik::ClientConfig::new(
-        emu.base_url(),
-        qlik::ApiKey::new(ADMIN_KEY),
-    ))
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_from_creates_a_copy_and_converges_the_rest() {
-    let (ns, emu, _op) = setup("copy", USER_KEY).await;
+    let (ns, emu, _op) = setup("copy", USER_KEY, &[]).await;
     let user = qlik::QlikClient::new(qlik::ClientConfig::new(
         emu.base_url(),
         qlik::ApiKey::new(USER_KEY),
@@ -729,7 +663,7 @@ async fn copy_from_creates_a_copy_and_converges_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owner_moves_with_an_admin_key_and_is_refused_with_a_plain_one() {
     // With the admin key the move happens and the operator still sees the automation.
-    let (ns, emu, _op) = setup("move", ADMIN_KEY).await;
+    let (ns, emu, _op) = setup("move", ADMIN_KEY, &[]).await;
     ns.apply_yaml::<QlikAutomation>(&automation_yaml("moved", &format!("  ownerId: {USER_ID}")))
         .await;
     let a = wait_ready(&ns.api(), "moved").await;
@@ -741,7 +675,7 @@ async fn owner_moves_with_an_admin_key_and_is_refused_with_a_plain_one() {
     );
 
     // With a plain key the tenant refuses the move: Forbidden, and the remote stays put.
-    let (ns2, emu2, _op2) = setup("nomove", USER_KEY).await;
+    let (ns2, emu2, _op2) = setup("nomove", USER_KEY, &[]).await;
     ns2.apply_yaml::<QlikAutomation>(&automation_yaml("stays", "  ownerId: someone-else"))
         .await;
     let a = wait_reason(&ns2.api(), "stays", "Forbidden").await;
@@ -754,7 +688,7 @@ async fn owner_moves_with_an_admin_key_and_is_refused_with_a_plain_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_stops_all_writes() {
-    let (ns, emu, _op) = setup("suspend", USER_KEY).await;
+    let (ns, emu, _op) = setup("suspend", USER_KEY, &[]).await;
     let api: Api<QlikAutomation> = ns.api();
     ns.apply_yaml::<QlikAutomation>(&automation_yaml("paused", ""))
         .await;
@@ -807,7 +741,7 @@ async fn suspend_stops_all_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flux_reconcile_request_is_handled_and_recorded() {
-    let (ns, emu, _op) = setup("flux", ADMIN_KEY).await;
+    let (ns, emu, _op) = setup("flux", ADMIN_KEY, &[]).await;
     let api: Api<QlikAutomation> = ns.api();
     ns.apply_yaml::<QlikAutomation>(&automation_yaml("fluxed", ""))
         .await;

@@ -170,6 +170,21 @@ impl OperatorProcess {
         }
     }
 
+    /// The HTTP status of `/readyz`, or `None` when nothing answers.
+    async fn readyz(&self) -> Option<u16> {
+        let url = format!("http://{}/readyz", self.health);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        client
+            .get(url)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
     fn log(&self) -> String {
         self.process.log()
     }
@@ -1025,6 +1040,145 @@ async fn apiserver_outage_is_survived_without_a_restart() {
          after it came back: 3 creates, 2 updates, 1 delete and the drift converged in {converged:.1?} \
          ({:.1?} since restart) by the same process (pid {pid:?}, starts=1) | diff empty",
         up.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_started_while_the_apiserver_is_down_waits_for_it() {
+    qlik_automations_operator::install_crypto_provider();
+    let cp = tokio::task::block_in_place(ControlPlane::start)
+        .unwrap_or_else(|e| panic!("a private control plane: {e}"));
+    let client = cp.kube_client().await;
+    install_crds(&client).await;
+    let namespace = unique_name("late-apiserver");
+    cp.create_namespace(&namespace).await.unwrap();
+    let emu = emulator(scaled).await;
+    connection_secret(&client, &namespace, "qlik", &emu.base_url(), USER_KEY).await;
+    let api: Api<QlikAutomation> = Api::namespaced(client.clone(), &namespace);
+    let mut declared: BTreeMap<String, Want> = BTreeMap::new();
+    let mut rng = StdRng::seed_from_u64(0x1A7E_0011);
+    let w = random_want(&mut rng, "Waited for".into());
+    create_object(&api, "waited-for", &w).await;
+    declared.insert("waited-for".into(), w);
+
+    tokio::task::block_in_place(|| cp.stop_apiserver()).unwrap();
+    let mut op = OperatorProcess::start(
+        &cp.kubeconfig_path(),
+        &[&namespace],
+        OperatorProcess::DEBUG,
+        &[],
+    );
+    // It stays up, live but not ready, for as long as the apiserver is away.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        op.alive(),
+        "the operator exited while the apiserver was down:\n{}",
+        op.log_tail(30)
+    );
+    assert!(op.healthz().await, "/healthz must answer while waiting");
+    assert_eq!(
+        op.readyz().await,
+        Some(503),
+        "/readyz must not be ready yet"
+    );
+    assert!(emu.automations().is_empty());
+
+    tokio::task::block_in_place(|| cp.start_apiserver()).unwrap();
+    let api: Api<QlikAutomation> = Api::namespaced(cp.kube_client().await, &namespace);
+    let converged = wait_converged(&api, &declared, &BTreeSet::new(), &emu, WAIT, &op).await;
+    assert_eq!(op.readyz().await, Some(200));
+    assert_eq!(op.starts(), 1, "never restarted");
+    op.assert_healthy().await;
+    assert!(
+        op.log().contains("the apiserver cannot be reached yet"),
+        "the wait is logged"
+    );
+    println!(
+        "RELIABILITY late_apiserver: operator started with the apiserver down, converged {converged:.1?} after it came up, same process"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_tenant_outage_costs_seconds_for_every_object_not_minutes() {
+    // At the operator's default cadence (resync and view age 300 s) nothing would be retried
+    // for minutes if a failure were cached for the view's age or backed off to 300 s.
+    const OUTAGE: Duration = Duration::from_secs(12);
+    let mut rng = StdRng::seed_from_u64(0x0D7A_0018);
+    let ns = TestNamespace::new("tenant-outage").await;
+    // The tenant's list answers 503 to the first 12 calls (the client's own retries spend
+    // 4 per refresh), as in the incident that cost ten minutes.
+    let emu = emulator(|c| {
+        scaled(c);
+        c.faults = FaultConfig::with_rules(vec![FaultRule {
+            endpoint: Some(Endpoint::ListAutomations.name().into()),
+            error_rate: 1.0,
+            times: Some(12),
+            ..FaultRule::default()
+        }]);
+    })
+    .await;
+    connection_secret(&ns.client, &ns.name, "qlik", &emu.base_url(), USER_KEY).await;
+    let op = OperatorProcess::start(
+        &ControlPlane::shared().kubeconfig_path(),
+        &[&ns.name],
+        OperatorProcess::DEBUG,
+        &["--resync-seconds", "300", "--view-max-age-seconds", "300"],
+    );
+    let api: Api<QlikAutomation> = ns.api();
+    let mut declared: BTreeMap<String, Want> = BTreeMap::new();
+    for i in 0..6 {
+        let name = format!("burst-{i}");
+        let w = random_want(&mut rng, format!("Burst {i}"));
+        create_object(&api, &name, &w).await;
+        declared.insert(name, w);
+    }
+    let after_list_burst = wait_converged(
+        &api,
+        &declared,
+        &BTreeSet::new(),
+        &emu,
+        Duration::from_secs(60),
+        &op,
+    )
+    .await;
+    assert_eq!(
+        emu.counters()
+            .endpoint_status(Endpoint::ListAutomations, 503),
+        12,
+        "the whole burst of list failures was met"
+    );
+
+    // Then every endpoint fails for a while, with work declared meanwhile.
+    emu.set_faults(FaultConfig::with_rules(vec![
+        FaultRule::all().with_error(1.0, 503),
+    ]));
+    for i in 6..9 {
+        let name = format!("burst-{i}");
+        let w = random_want(&mut rng, format!("Burst {i}"));
+        create_object(&api, &name, &w).await;
+        declared.insert(name, w);
+    }
+    for i in [1, 2] {
+        let name = format!("burst-{i}");
+        let w = declared.get_mut(&name).unwrap();
+        w.description = format!("changed during the outage {i}");
+        update_object(&api, &name, w).await;
+    }
+    tokio::time::sleep(OUTAGE).await;
+    emu.set_faults(FaultConfig::default());
+    let after_outage = wait_converged(
+        &api,
+        &declared,
+        &BTreeSet::new(),
+        &emu,
+        Duration::from_secs(60),
+        &op,
+    )
+    .await;
+    println!(
+        "RELIABILITY tenant_outage: 12 failed list calls at start: 6 objects Ready in {after_list_burst:.1?} | \
+         {OUTAGE:?} of 503 on every endpoint with 3 creates and 2 updates declared: converged \
+         {after_outage:.1?} after it ended (target: 30 s plus the rate-limit floor; resync and view age 300 s)"
     );
 }
 

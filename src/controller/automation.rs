@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::{
     crd::{
         ANNOTATION_AUTOMATION_ID, ANNOTATION_CREATE_PENDING, ANNOTATION_RECONCILE_REQUESTED_AT,
-        ANNOTATION_RUN_REQUESTED_AT, ConditionStatus, FIELD_MANAGER, FINALIZER, QlikAutomation,
+        ANNOTATION_RUN_REQUESTED_AT, ConditionStatus, FINALIZER, QlikAutomation,
         QlikAutomationStatus,
         automation::{DeletionPolicy, LastRun},
     },
@@ -28,8 +28,10 @@ use crate::{
 use super::{
     conditions::{now_rfc3339, pair},
     context::{Context, Error},
+    decide,
     plan::{Action, Desired, needs_detail, plan},
-    view::{TenantView, summary_of},
+    status,
+    view::TenantView,
 };
 
 /// The kind name used in metrics.
@@ -253,7 +255,7 @@ struct Outcome {
     last_run: Option<LastRun>,
     last_handled_run_request: Option<String>,
     last_handled_reconcile_at: Option<String>,
-    usage: Option<crate::crd::Usage>,
+    usage: (Option<crate::crd::Usage>, Option<crate::crd::UsageMissing>),
     requeue: Duration,
 }
 
@@ -267,14 +269,8 @@ struct Observed {
 async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
     let obj = ensure_finalizer(ctx, obj).await?;
     let desired = desired_state(ctx, &obj).await?;
-    let client = ctx
-        .client_for(
-            &obj.namespace().unwrap_or_default(),
-            obj.spec.connection.as_ref(),
-        )
-        .await?;
+    let client = ctx.client_of(&obj).await?;
     let view = ctx.views.get(&client);
-    let status = obj.status.clone().unwrap_or_default();
 
     if let Some(id) = linked_id(&obj)
         && let Some(first) = earlier_claimant(ctx, &obj, &id)
@@ -285,13 +281,21 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
     }
 
     if obj.spec.suspend {
-        let listed = match linked_id(&obj) {
-            Some(id) => view.get(&id).await?,
+        let status = obj.status.clone().unwrap_or_default();
+        let id = linked_id(&obj);
+        let listed = match &id {
+            Some(id) => listed(ctx, &obj, &view, id).await?.map(|(s, _)| s),
             None => None,
+        };
+        let usage = match &id {
+            Some(id) => {
+                view.automation_usage(id, listed.as_ref().and_then(|s| s.created_at.as_deref()))
+            }
+            None => (None, None),
         };
         let outcome = Outcome {
             remote: Observed {
-                id: linked_id(&obj),
+                id,
                 summary: listed,
             },
             applied_digest: status.applied_digest.clone(),
@@ -303,25 +307,27 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
             last_run: status.last_run.clone(),
             last_handled_run_request: status.last_handled_run_request.clone(),
             last_handled_reconcile_at: status.last_handled_reconcile_at.clone(),
-            usage: match linked_id(&obj) {
-                Some(id) => view.usage(&id).await,
-                None => None,
-            },
+            usage,
             requeue: ctx.config.resync,
         };
         return record(ctx, &obj, outcome).await;
     }
 
-    let digest = desired.digest();
-    let (id, mut remote, created) = match linked_id(&obj) {
-        Some(id) => match observe(&view, &id).await? {
-            Some(listed) => (id, Some(listed), false),
-            None => {
-                let adopted_by_user = status.automation_id.as_deref() != Some(id.as_str());
-                if adopted_by_user {
-                    return Err(Error::NotFound(format!(
-                        "automation {id} named by the {ANNOTATION_AUTOMATION_ID} annotation does not exist or is not visible to this key"
-                    )));
+    // The tenant outranks every cache: a 404 on the linked remote, from whichever call,
+    // means it is gone. One the operator had seen is recreated (once per reconcile); one a
+    // user named and the operator never saw is reported.
+    let mut obj = obj;
+    let mut link = linked_id(&obj);
+    let mut recreating = false;
+    loop {
+        match converge(ctx, &obj, &client, &view, &desired, link.clone()).await {
+            Ok(outcome) => return record(ctx, &obj, outcome).await,
+            Err(Error::RemoteGone(id)) => {
+                view.evict(&id);
+                let seen = obj.status.as_ref().and_then(|s| s.automation_id.as_deref());
+                match decide::on_remote_gone(&id, seen, link.as_deref(), recreating) {
+                    decide::OnGone::Recreate => {}
+                    decide::OnGone::NotFound(message) => return Err(Error::NotFound(message)),
                 }
                 ctx.event(
                     &obj,
@@ -331,17 +337,65 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
                     format!("automation {id} was deleted outside Kubernetes; creating it again"),
                 )
                 .await;
-                let cleared =
-                    patch_annotations(ctx, &obj, &[(ANNOTATION_AUTOMATION_ID, None)]).await?;
-                let (new_id, automation) =
-                    create_or_recover(ctx, &cleared, &client, &view, &desired).await?;
-                (new_id, Some(summary_of(&automation)), true)
+                obj = patch_annotations(ctx, &obj, &[(ANNOTATION_AUTOMATION_ID, None)]).await?;
+                link = None;
+                recreating = true;
             }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Maps a failed call on the linked remote `id`: a 404 there means the remote is gone.
+fn on_linked(id: &str) -> impl Fn(QlikError) -> Error + '_ {
+    move |e| match e.class() {
+        ErrorClass::NotFound => Error::RemoteGone(id.to_owned()),
+        _ => Error::Qlik(e),
+    }
+}
+
+/// The linked automation as the view has seen it within its max age; when the view cannot
+/// refresh, the object is woken as soon as it can.
+async fn listed(
+    ctx: &Context,
+    obj: &QlikAutomation,
+    view: &Arc<TenantView>,
+    id: &str,
+) -> Result<Option<(AutomationSummary, tokio::time::Instant)>, Error> {
+    match view.get(id).await {
+        Ok(found) => Ok(found),
+        Err(e) => {
+            if e.is_transient() {
+                let wake = ctx.wake.clone();
+                let target = kube::runtime::reflector::ObjectRef::from_obj(obj);
+                view.wake_on_recovery(target.to_string(), move || wake.wake(target));
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Observes the remote linked as `link` (or creates one when there is none), applies what
+/// the spec asks, handles a run request and follows a run. Fails with
+/// [`Error::RemoteGone`] when the tenant answers 404 for the linked remote on any call.
+async fn converge(
+    ctx: &Context,
+    obj: &QlikAutomation,
+    client: &QlikClient,
+    view: &Arc<TenantView>,
+    desired: &Desired,
+    link: Option<String>,
+) -> Result<Outcome, Error> {
+    let status = obj.status.clone().unwrap_or_default();
+    let digest = desired.digest();
+    let (id, mut remote, created) = match link {
+        Some(id) => match observe(ctx, obj, view, &id).await? {
+            Some(listed) => (id, listed, false),
+            None => return Err(Error::RemoteGone(id)),
         },
         None => {
-            let (new_id, automation) =
-                create_or_recover(ctx, &obj, &client, &view, &desired).await?;
-            (new_id, Some(summary_of(&automation)), true)
+            let (new_id, automation) = create_or_recover(ctx, obj, client, view, desired).await?;
+            (new_id, AutomationSummary::from(&automation), true)
         }
     };
 
@@ -353,7 +407,6 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
         .cloned();
     let forced =
         reconcile_request.is_some() && reconcile_request != status.last_handled_reconcile_at;
-    let listed_updated = remote.as_ref().and_then(|r| r.updated_at.clone());
     let mut last_run = status.last_run.clone();
     if created
         || forced
@@ -361,23 +414,21 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
             &digest,
             status.applied_digest.as_deref(),
             status.updated_at.as_deref(),
-            listed_updated.as_deref(),
+            remote.updated_at.as_deref(),
         )
     {
-        let detail = client.get_automation(&id).await?;
-        let actions = plan(&desired, &detail);
-        let detail = if actions.is_empty() {
-            detail
-        } else {
-            apply(ctx, &obj, &client, &id, &actions).await?;
-            let after = client.get_automation(&id).await?;
-            view.upsert(&after).await;
-            after
-        };
+        let mut detail = client.get_automation(&id).await.map_err(on_linked(&id))?;
+        view.upsert(&detail);
+        let actions = plan(desired, &detail);
+        if !actions.is_empty() {
+            apply(ctx, obj, client, &id, &actions).await?;
+            detail = client.get_automation(&id).await.map_err(on_linked(&id))?;
+            view.upsert(&detail);
+        }
         if let Some(run) = &detail.last_run {
             last_run = Some(last_run_of(run));
         }
-        remote = Some(summary_of(&detail));
+        remote = AutomationSummary::from(&detail);
     }
 
     // A requested run, exactly once per token.
@@ -385,7 +436,7 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
     if let Some(token) = obj.annotations().get(ANNOTATION_RUN_REQUESTED_AT)
         && last_handled.as_deref() != Some(token.as_str())
     {
-        let run = request_run(ctx, &obj, &client, &id, token).await?;
+        let run = request_run(ctx, obj, client, &id, token).await?;
         last_run = Some(last_run_of(&run));
         last_handled = Some(token.clone());
     }
@@ -412,20 +463,20 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
             requeue = RUN_POLL;
         }
     }
-    if let (Some(summary), Some(run)) = (remote.as_mut(), &last_run)
+    if let Some(run) = &last_run
         && run.start_time.is_some()
-        && run.start_time >= summary.last_run_at
+        && run.start_time >= remote.last_run_at
     {
         // Our own view of the newest run is fresher than the list's.
-        summary.last_run_at = run.start_time.clone();
-        summary.last_run_status = run.status.as_deref().map(Into::into);
+        remote.last_run_at = run.start_time.clone();
+        remote.last_run_status = run.status.as_deref().map(Into::into);
     }
 
-    let usage = view.usage(&id).await;
-    let outcome = Outcome {
+    let usage = view.automation_usage(&id, remote.created_at.as_deref());
+    Ok(Outcome {
         remote: Observed {
             id: Some(id),
-            summary: remote,
+            summary: Some(remote),
         },
         usage,
         applied_digest: Some(digest),
@@ -438,23 +489,27 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error> {
         last_handled_run_request: last_handled,
         last_handled_reconcile_at: reconcile_request.or(status.last_handled_reconcile_at),
         requeue,
-    };
-    record(ctx, &obj, outcome).await
+    })
 }
 
 /// Looks the linked automation up: in the view, else by a GET (a new or just-adopted remote
-/// may not be listed yet). `None` when it does not exist.
-async fn observe(view: &TenantView, id: &str) -> Result<Option<AutomationSummary>, Error> {
-    if let Some(listed) = view.get(id).await? {
+/// may not be listed yet). `None` when the tenant says it does not exist.
+async fn observe(
+    ctx: &Context,
+    obj: &QlikAutomation,
+    view: &Arc<TenantView>,
+    id: &str,
+) -> Result<Option<AutomationSummary>, Error> {
+    if let Some((listed, _)) = listed(ctx, obj, view, id).await? {
         return Ok(Some(listed));
     }
     match view.client().get_automation(id).await {
         Ok(a) => {
-            view.upsert(&a).await;
-            Ok(Some(summary_of(&a)))
+            view.upsert(&a);
+            Ok(Some(AutomationSummary::from(&a)))
         }
         Err(e) if e.class() == ErrorClass::NotFound => {
-            view.remove(id).await;
+            view.evict(id);
             Ok(None)
         }
         Err(e) => Err(e.into()),
@@ -472,7 +527,7 @@ async fn create_or_recover(
     ctx: &Context,
     obj: &QlikAutomation,
     client: &QlikClient,
-    view: &TenantView,
+    view: &Arc<TenantView>,
     desired: &Desired,
 ) -> Result<(String, Automation), Error> {
     if let Some(intent) = obj.annotations().get(ANNOTATION_CREATE_PENDING)
@@ -488,7 +543,7 @@ async fn create_or_recover(
         )
         .await?;
         let automation = client.get_automation(&found.id).await?;
-        view.upsert(&automation).await;
+        view.upsert(&automation);
         ctx.event(
             obj,
             EventType::Normal,
@@ -505,7 +560,7 @@ async fn create_or_recover(
 
     // A key the tenant refuses is known from the view (cached for its max age): do not spend
     // a write finding out again.
-    view.get("").await?;
+    listed(ctx, obj, view, "").await?;
     let obj = patch_annotations(
         ctx,
         obj,
@@ -540,7 +595,7 @@ async fn create_or_recover(
                 ],
             )
             .await?;
-            view.upsert(&automation).await;
+            view.upsert(&automation);
             let how = obj
                 .spec
                 .copy_from
@@ -648,11 +703,17 @@ async fn apply(
                             "spec.ownerId: moving automation {id} to {user} needs a tenant admin's key; with this key the operator would lose sight of it, so it does not move it ({f})"
                         )));
                     }
+                    // A 404 on a move may be about the user rather than the automation: only
+                    // the automation's own 404 means it is gone.
+                    Err(e) if e.class() == ErrorClass::NotFound => {
+                        client.get_automation(id).await.map_err(on_linked(id))?;
+                        return Err(e.into());
+                    }
                     other => other,
                 }
             }
         };
-        result?;
+        result.map_err(on_linked(id))?;
     }
     let done: Vec<String> = actions.iter().map(Action::describe).collect();
     ctx.event(
@@ -692,7 +753,10 @@ async fn request_run(
         inputs: obj.spec.run_inputs.clone(),
         context: "api".into(),
     };
-    let run = client.create_run(id, &request).await?;
+    let run = client
+        .create_run(id, &request)
+        .await
+        .map_err(on_linked(id))?;
     ctx.event(
         obj,
         EventType::Normal,
@@ -732,7 +796,7 @@ async fn record(ctx: &Context, obj: &QlikAutomation, outcome: Outcome) -> Result
         ready
     };
     let summary = outcome.remote.summary.as_ref();
-    let mut status = QlikAutomationStatus {
+    let status = QlikAutomationStatus {
         automation_id: outcome.remote.id.clone(),
         state: summary
             .and_then(|s| s.state.as_ref())
@@ -748,7 +812,9 @@ async fn record(ctx: &Context, obj: &QlikAutomation, outcome: Outcome) -> Result
             .and_then(|s| s.last_run_status.as_ref())
             .map(|s| s.to_string()),
         last_run: outcome.last_run,
-        usage: outcome.usage.or(old.usage.clone()),
+        // Figures fetched earlier stay until newer ones come; `usageMissing` says why.
+        usage: outcome.usage.0.or(old.usage.clone()),
+        usage_missing: outcome.usage.1,
         observed_generation: generation,
         conditions: pair(&old.conditions, ready, synced, reason, &message, generation),
         last_sync_time: old.last_sync_time.clone(),
@@ -756,43 +822,8 @@ async fn record(ctx: &Context, obj: &QlikAutomation, outcome: Outcome) -> Result
         last_handled_reconcile_at: outcome.last_handled_reconcile_at,
         applied_digest: outcome.applied_digest,
     };
-    write_status(ctx, obj, &old, &mut status).await?;
+    status::write(&ctx.kube, obj, &old, status).await?;
     Ok(Requeue::requeue(outcome.requeue))
-}
-
-/// How stale `lastSyncTime` may get before it is refreshed on its own.
-const SYNC_TIME_REFRESH: chrono::Duration = chrono::Duration::minutes(10);
-
-/// Applies status with server-side apply, unless nothing but `lastSyncTime` would change
-/// and it is still recent: converged objects cause no writes.
-async fn write_status(
-    ctx: &Context,
-    obj: &QlikAutomation,
-    old: &QlikAutomationStatus,
-    status: &mut QlikAutomationStatus,
-) -> Result<(), Error> {
-    let recent = old
-        .last_sync_time
-        .as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .is_some_and(|t| Utc::now() - t.with_timezone(&Utc) < SYNC_TIME_REFRESH);
-    if status == old && recent {
-        return Ok(());
-    }
-    status.last_sync_time = Some(now_rfc3339());
-    let patch = json!({
-        "apiVersion": "automations.qlik.dev/v1alpha1",
-        "kind": "QlikAutomation",
-        "status": status,
-    });
-    api(ctx, obj)
-        .patch_status(
-            &obj.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    Ok(())
 }
 
 async fn record_failure(
@@ -804,7 +835,7 @@ async fn record_failure(
     let message = ctx.report_failure(obj, err, failures, "Reconcile").await;
     let old = obj.status.clone().unwrap_or_default();
     let generation = obj.metadata.generation;
-    let mut status = QlikAutomationStatus {
+    let status = QlikAutomationStatus {
         observed_generation: generation,
         conditions: pair(
             &old.conditions,
@@ -823,12 +854,7 @@ async fn record_failure(
             .or(old.last_handled_reconcile_at.clone()),
         ..old.clone()
     };
-    if let Error::Kube(kube::Error::Api(e)) = err
-        && e.code == 404
-    {
-        return Ok(());
-    }
-    write_status(ctx, obj, &old, &mut status).await
+    status::write(&ctx.kube, obj, &old, status).await
 }
 
 /// Deletion: remove the remote (policy `Delete`) or leave it (`Orphan`), then the finalizer.
@@ -842,12 +868,7 @@ async fn finalize(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error>
         .as_deref()
         .is_some_and(|id| earlier_claimant(ctx, obj, id).is_some());
     if !keep && !conflicted {
-        let client = ctx
-            .client_for(
-                &obj.namespace().unwrap_or_default(),
-                obj.spec.connection.as_ref(),
-            )
-            .await?;
+        let client = ctx.client_of(obj).await?;
         let view = ctx.views.get(&client);
         let mut ids: Vec<String> = id.into_iter().collect();
         if let Some(intent) = obj.annotations().get(ANNOTATION_CREATE_PENDING)
@@ -863,7 +884,7 @@ async fn finalize(obj: &QlikAutomation, ctx: &Context) -> Result<Requeue, Error>
                 Err(e) if e.class() == ErrorClass::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
-            view.remove(&id).await;
+            view.evict(&id);
             ctx.event(
                 obj,
                 EventType::Normal,

@@ -6,15 +6,14 @@ use std::{
     time::Duration,
 };
 
+use crate::{
+    backoff::{Backoff, random_up_to},
+    crd::{Connection, QlikAutomation, QlikAutomationSettings},
+    qlik::{ClientPool, ErrorClass, QlikClient, QlikError},
+};
 use kube::{
     Resource, ResourceExt,
     runtime::events::{Event, EventType, Recorder, Reporter},
-};
-use rand::Rng;
-
-use crate::{
-    crd::{Connection, QlikAutomation, QlikAutomationSettings},
-    qlik::{ClientPool, ErrorClass, QlikClient, QlikError},
 };
 
 use super::{metrics::Metrics, view::TenantViews};
@@ -50,6 +49,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Recently read connection Secrets.
     pub credentials: Arc<super::connection::CredentialCache>,
+    /// Reconciles `QlikAutomation`s on demand, e.g. when their tenant view recovers.
+    pub wake: Arc<super::wake::Wakers<QlikAutomation>>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -77,6 +78,10 @@ pub enum Error {
     /// The key may not do what the spec asks.
     #[error("{0}")]
     Forbidden(String),
+    /// The tenant answered 404 for the linked remote automation with this id: it is gone.
+    /// The reconciler decides whether that is a recreate or a `NotFound`.
+    #[error("automation {0} answered 404: it no longer exists in the tenant")]
+    RemoteGone(String),
 }
 
 impl Error {
@@ -88,7 +93,7 @@ impl Error {
             Error::Connection(_) => "ConnectionError",
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::Conflict(_) => "Conflict",
-            Error::NotFound(_) => "NotFound",
+            Error::NotFound(_) | Error::RemoteGone(_) => "NotFound",
             Error::Forbidden(_) => "Forbidden",
         }
     }
@@ -107,20 +112,17 @@ impl Error {
                     Error::Qlik(e) => e.retry_after().unwrap_or(Duration::from_secs(5)),
                     _ => Duration::from_secs(5),
                 };
-                wait + jitter(Duration::from_secs(2))
+                wait + random_up_to(Duration::from_secs(2))
             }
             (_, Some(ErrorClass::Unauthorized | ErrorClass::Forbidden))
-            | (Error::Connection(_) | Error::Forbidden(_), _) => {
-                exponential(Duration::from_secs(30), Duration::from_secs(600), failures)
-            }
+            | (Error::Connection(_) | Error::Forbidden(_), _) => PERSON_MUST_FIX.wait(failures),
             (Error::InvalidSpec(_), _) | (_, Some(ErrorClass::InvalidRequest)) => {
                 // A spec change triggers a reconcile by itself; this is only a safety net.
                 Duration::from_secs(3600)
             }
-            (Error::Conflict(_) | Error::NotFound(_), _) | (_, Some(ErrorClass::NotFound)) => {
-                exponential(Duration::from_secs(30), Duration::from_secs(600), failures)
-            }
-            _ => exponential(Duration::from_secs(1), Duration::from_secs(300), failures),
+            (Error::Conflict(_) | Error::NotFound(_) | Error::RemoteGone(_), _)
+            | (_, Some(ErrorClass::NotFound)) => PERSON_MUST_FIX.wait(failures),
+            _ => TRANSIENT.wait(failures),
         }
     }
 
@@ -166,16 +168,15 @@ fn answered_about(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 429)
 }
 
-fn jitter(max: Duration) -> Duration {
-    let millis = max.as_millis().max(1) as u64;
-    Duration::from_millis(rand::rng().random_range(0..millis))
-}
+/// The requeue of an object after errors a person must fix: slow, so a broken object costs
+/// little, but not so slow that a fix outside Kubernetes goes unseen for long.
+const PERSON_MUST_FIX: Backoff = Backoff::new(Duration::from_secs(30), Duration::from_secs(600));
 
-/// `base × 2^failures`, capped, with up to 25 % jitter.
-fn exponential(base: Duration, cap: Duration, failures: u32) -> Duration {
-    let d = base.saturating_mul(1u32 << failures.min(16)).min(cap);
-    d + jitter(d / 4)
-}
+/// The requeue of an object after a transient error (an outage, a timeout, a 5xx). Capped
+/// at 20 s (25 s with jitter) so that an object never waits more than that past the end of
+/// an outage, however long it was; each retry costs at most one read (a failed tenant view
+/// answers from its cache until its own retry is due).
+const TRANSIENT: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(20));
 
 impl Context {
     /// A context for the given clients and settings.
@@ -188,6 +189,7 @@ impl Context {
         config: OperatorSettings,
         metrics: Arc<Metrics>,
         credentials: Arc<super::connection::CredentialCache>,
+        wake: Arc<super::wake::Wakers<QlikAutomation>>,
     ) -> Context {
         let recorder = Recorder::new(
             kube.clone(),
@@ -206,6 +208,7 @@ impl Context {
             config,
             metrics,
             credentials,
+            wake,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -274,6 +277,12 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+    }
+
+    /// The Qlik client for `obj`'s connection (see [`Context::client_for`]).
+    pub async fn client_of<K: super::status::Managed>(&self, obj: &K) -> Result<QlikClient, Error> {
+        self.client_for(&obj.namespace().unwrap_or_default(), obj.connection())
+            .await
     }
 
     /// The Qlik client for an object's connection, resolved from a Secret in its namespace

@@ -5,12 +5,15 @@ pub mod automation;
 pub mod conditions;
 pub mod connection;
 pub mod context;
+pub mod decide;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod server;
 pub mod settings;
+pub mod status;
 pub mod view;
+pub mod wake;
 
 use std::{
     net::SocketAddr,
@@ -114,8 +117,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(server::serve(args.listen, metrics.clone(), ready.clone()));
 
     // Ready means the process is up and talking to the apiserver, leader or not: a standby
-    // replica that never became ready would stall every rolling update.
-    client.apiserver_version().await?;
+    // replica that never became ready would stall every rolling update. An apiserver that
+    // cannot be reached yet (a restart, a cluster still coming up) is waited for, live but
+    // not ready, until SIGTERM.
+    tokio::select! {
+        () = wait_for_apiserver(&client) => {}
+        () = shutdown_signal() => {
+            server.abort();
+            tracing::info!("stopped before the apiserver could be reached");
+            return Ok(());
+        }
+    }
     ready.store(true, Ordering::SeqCst);
 
     if args.leader_election {
@@ -176,6 +188,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let credentials = Arc::new(connection::CredentialCache::default());
+    let mut wakers = wake::Wakers::default();
     let controller_config = ControllerConfig::default().concurrency(args.concurrency.max(1));
     let mut automation_controllers = Vec::new();
     let mut settings_controllers = Vec::new();
@@ -191,7 +204,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             reader_a,
         )
         .with_config(controller_config.clone())
-        .trigger_backoff(watch_backoff());
+        .trigger_backoff(watch_backoff())
+        .reconcile_on(wakers.channel(ns.clone()));
         let automation_store = automations.store();
         // A changed Secret or ConfigMap reconciles the objects that use it.
         let by_secret = automation_store.clone();
@@ -261,6 +275,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         settings,
         metrics.clone(),
         credentials,
+        Arc::new(wakers),
     ));
 
     let mut tasks = Vec::new();
@@ -295,6 +310,53 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     server.abort();
     tracing::info!("operator stopped");
     Ok(())
+}
+
+/// Waits until the apiserver answers, retrying with capped, jittered backoff and saying
+/// so in the log; never gives up (SIGTERM ends the wait, see `run`).
+async fn wait_for_apiserver(client: &Client) {
+    const RETRY: crate::backoff::Backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    let mut attempt = 0;
+    loop {
+        match client.apiserver_version().await {
+            Ok(version) => {
+                if attempt > 0 {
+                    tracing::info!(version = %version.git_version, "the apiserver answers");
+                }
+                return;
+            }
+            Err(e) => {
+                let wait = RETRY.wait(attempt);
+                tracing::warn!(error = %e, retry_in = ?wait, "the apiserver cannot be reached yet; waiting for it");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The watch of `api` that feeds a controller: every object goes into the store, but only a

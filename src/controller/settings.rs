@@ -2,24 +2,20 @@
 
 use std::sync::Arc;
 
-use chrono::{Days, Utc};
 use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams},
+    ResourceExt,
     runtime::{controller::Action as Requeue, events::EventType},
 };
-use serde_json::json;
 
 use crate::{
-    crd::{
-        ConditionStatus, FIELD_MANAGER, QlikAutomationSettings, QlikAutomationSettingsStatus, Usage,
-    },
-    qlik::{Filter, QlikClient, UsageQuery, filter::CompareOp, model::Settings},
+    crd::{ConditionStatus, QlikAutomationSettings, QlikAutomationSettingsStatus},
+    qlik::model::Settings,
 };
 
 use super::{
-    conditions::{now_rfc3339, pair},
+    conditions::pair,
     context::{Context, Error},
+    status,
 };
 
 const KIND: &str = "QlikAutomationSettings";
@@ -57,7 +53,7 @@ pub async fn reconcile(
                 ),
                 ..old.clone()
             };
-            write_status(&ctx, &obj, &old, status).await?;
+            status::write(&ctx.kube, &*obj, &old, status).await?;
             Ok(Requeue::requeue(err.requeue_after(failures)))
         }
     }
@@ -70,22 +66,11 @@ pub fn error_policy(_obj: Arc<QlikAutomationSettings>, err: &Error, _ctx: Arc<Co
 
 /// The tenant identity of a Settings object: its client's API base.
 async fn tenant_of(ctx: &Context, obj: &QlikAutomationSettings) -> Option<String> {
-    ctx.client_for(
-        &obj.namespace().unwrap_or_default(),
-        obj.spec.connection.as_ref(),
-    )
-    .await
-    .ok()
-    .map(|c| c.base().to_string())
+    ctx.client_of(obj).await.ok().map(|c| c.base().to_string())
 }
 
 async fn sync(obj: &QlikAutomationSettings, ctx: &Context) -> Result<Requeue, Error> {
-    let client = ctx
-        .client_for(
-            &obj.namespace().unwrap_or_default(),
-            obj.spec.connection.as_ref(),
-        )
-        .await?;
+    let client = ctx.client_of(obj).await?;
     let tenant = client.base().to_string();
 
     // The oldest Settings object of a tenant owns it; any later one is a conflict.
@@ -126,11 +111,13 @@ async fn sync(obj: &QlikAutomationSettings, ctx: &Context) -> Result<Requeue, Er
         .await;
     }
     let old = obj.status.clone().unwrap_or_default();
-    let usage = tenant_usage(&client).await.or(old.usage.clone());
+    let (usage, usage_missing) = ctx.views.get(&client).tenant_usage();
     let generation = obj.metadata.generation;
     let status = QlikAutomationSettingsStatus {
         automations_enabled: Some(observed.automations_enabled),
-        usage,
+        // Figures fetched earlier stay until newer ones come; `usageMissing` says why.
+        usage: usage.or(old.usage.clone()),
+        usage_missing,
         observed_generation: generation,
         conditions: pair(
             &old.conditions,
@@ -142,63 +129,6 @@ async fn sync(obj: &QlikAutomationSettings, ctx: &Context) -> Result<Requeue, Er
         ),
         last_sync_time: old.last_sync_time.clone(),
     };
-    write_status(ctx, obj, &old, status).await?;
+    status::write(&ctx.kube, obj, &old, status).await?;
     Ok(Requeue::requeue(ctx.config.resync))
-}
-
-/// Tenant-wide usage over the last 30 days; `None` when the key may not read it.
-async fn tenant_usage(client: &QlikClient) -> Option<Usage> {
-    let since = Utc::now()
-        .date_naive()
-        .checked_sub_days(Days::new(30))?
-        .format("%Y-%m-%d")
-        .to_string();
-    let entries = client
-        .get_usage(&UsageQuery {
-            filter: Filter::compare("date", CompareOp::Ge, since.as_str()),
-            breakdown_by: None,
-        })
-        .await
-        .ok()?;
-    let mut usage = Usage::new(format!("since {since}"));
-    for e in entries {
-        usage.add(&e.name, e.value);
-    }
-    Some(usage)
-}
-
-async fn write_status(
-    ctx: &Context,
-    obj: &QlikAutomationSettings,
-    old: &QlikAutomationSettingsStatus,
-    mut status: QlikAutomationSettingsStatus,
-) -> Result<(), Error> {
-    let recent = old
-        .last_sync_time
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .is_some_and(|t| Utc::now() - t.with_timezone(&Utc) < chrono::Duration::minutes(10));
-    if &status == old && recent {
-        return Ok(());
-    }
-    status.last_sync_time = Some(now_rfc3339());
-    let api: Api<QlikAutomationSettings> =
-        Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": "automations.qlik.dev/v1alpha1",
-        "kind": "QlikAutomationSettings",
-        "status": status,
-    });
-    match api
-        .patch_status(
-            &obj.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }

@@ -1,25 +1,47 @@
 //! One list-based view of each tenant's automations, shared by every object that uses it.
 //!
 //! Reconciling N objects by GETting each one would cost N reads per resync; the view costs
-//! ⌈N/200⌉ list calls per refresh however many objects read it. Refreshes are single-flight:
-//! objects reconciled while one is under way wait for it instead of starting their own. A
-//! failed refresh is remembered for the refresh interval too, so a bad key costs one request
-//! per interval, not one per object.
+//! ⌈N/200⌉ list calls per refresh however many objects read it.
+//!
+//! # What may come from the cache, and how old it may be
+//!
+//! The view is a cache, and the tenant outranks it:
+//! - [`TenantView::get`] answers from entries seen — listed, fetched or written — within the
+//!   view's max age, never older. When the list is older than that, the caller waits for a
+//!   refresh. One refresh runs at a time and serves every caller (single flight); it starts
+//!   a little before the max age runs out (a tenth of it), and until then readers keep using
+//!   the last good list (stale-while-revalidate). No lock is held while a request is out.
+//! - Every authoritative answer updates the view at once, for every object sharing it: a
+//!   GET or a write records the automation it returned ([`TenantView::upsert`]), and a 404
+//!   on an id evicts it ([`TenantView::evict`]). An evicted id is not brought back by a list
+//!   that was sent before the 404 was seen.
+//! - A failed refresh is answered from the cache only until its retry is due: a few
+//!   seconds, jittered and capped at [`REFRESH_RETRY`]'s cap, for transient failures; the max
+//!   age for a key the tenant refuses (401, 403), so a bad key costs one request per max age.
+//!   Objects that failed on it are woken ([`TenantView::wake_on_recovery`]) as soon as a
+//!   refresh succeeds.
+//! - Usage figures ([`TenantView::automation_usage`], [`TenantView::tenant_usage`]) are
+//!   informative and never make a reconcile wait: they are fetched in the background at
+//!   most every [`USAGE_AGE_FACTOR`] max ages, and each answer says when they were fetched
+//!   or why they are missing.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
-use chrono::{Days, Utc};
-use futures::TryStreamExt;
+use chrono::{DateTime, Days, SecondsFormat, Utc};
+use futures::{FutureExt, TryStreamExt, future::Shared};
 use tokio::time::Instant;
 
 use crate::{
-    crd::Usage,
+    backoff::Backoff,
+    crd::{Usage, UsageMissing, UsageMissingReason},
     qlik::{
-        Filter, ListParams, QlikClient, QlikError, UsageQuery,
+        ErrorClass, Filter, ListParams, QlikClient, QlikError, UsageQuery,
         filter::CompareOp,
         model::{Automation, AutomationSummary},
     },
@@ -27,160 +49,468 @@ use crate::{
 
 /// Usage is refreshed this many view ages apart at most (20 minutes with the default
 /// 5-minute view): it changes slowly and costs a read.
-const USAGE_AGE_FACTOR: u32 = 4;
+pub const USAGE_AGE_FACTOR: u32 = 4;
 /// After a 403 on usage (the key is not an admin's), usage is not asked for this long.
-const USAGE_FORBIDDEN_BACKOFF: Duration = Duration::from_secs(3600);
+const USAGE_FORBIDDEN_PAUSE: Duration = Duration::from_secs(3600);
+/// Retries of a usage fetch that failed for any other reason.
+const USAGE_RETRY: Backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
 /// The usage window, in days.
-const USAGE_WINDOW_DAYS: u64 = 30;
+pub const USAGE_WINDOW_DAYS: u64 = 30;
+/// Retries of a list refresh that failed transiently: seconds, never the view's max age.
+pub const REFRESH_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+
+type RefreshFuture = Shared<Pin<Box<dyn Future<Output = Result<(), QlikError>> + Send>>>;
+type Wake = Box<dyn FnOnce() + Send>;
+
+/// One automation as last seen, and when.
+struct Seen {
+    summary: AutomationSummary,
+    at: Instant,
+}
+
+/// A failed refresh, answered from the cache until `retry_at`.
+struct Failure {
+    error: QlikError,
+    retry_at: Instant,
+    attempts: u32,
+}
 
 #[derive(Default)]
-struct ViewState {
-    items: HashMap<String, AutomationSummary>,
-    fetched_at: Option<Instant>,
-    failure: Option<(Instant, QlikError)>,
-    usage: HashMap<String, Usage>,
-    usage_fetched_at: Option<Instant>,
-    usage_blocked_until: Option<Instant>,
+struct ListState {
+    items: HashMap<String, Seen>,
+    /// When the last successful list was sent (it shows the tenant as of then, or later).
+    listed_at: Option<Instant>,
+    /// Ids the tenant answered 404 for, and when: a list sent before that must not bring
+    /// them back.
+    evicted: HashMap<String, Instant>,
+    failure: Option<Failure>,
+    refresh: Option<RefreshFuture>,
+    /// Objects to wake when a refresh succeeds, by key (one wake per object).
+    waiting: HashMap<String, Wake>,
 }
 
 /// The cached list of one tenant's automations as seen by one key.
 pub struct TenantView {
     client: QlikClient,
     max_age: Duration,
-    state: tokio::sync::Mutex<ViewState>,
+    list: Mutex<ListState>,
+    automation_usage: UsageCache,
+    tenant_usage: UsageCache,
+}
+
+/// Locks a state mutex; a panic elsewhere while it was held leaves consistent data here
+/// (every critical section is a few assignments), so a poisoned lock is used as it is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl TenantView {
+    /// A view of what `client` sees, refreshed when older than `max_age`.
+    pub fn new(client: QlikClient, max_age: Duration) -> TenantView {
+        TenantView {
+            client,
+            max_age,
+            list: Mutex::new(ListState::default()),
+            automation_usage: UsageCache::new(true),
+            tenant_usage: UsageCache::new(false),
+        }
+    }
+
     /// The client this view lists with.
     pub fn client(&self) -> &QlikClient {
         &self.client
     }
 
-    /// Refreshes the list if it is older than the view's max age, then runs `f` on it.
-    async fn with_fresh<T>(
-        &self,
-        f: impl FnOnce(&HashMap<String, AutomationSummary>) -> T,
-    ) -> Result<T, QlikError> {
-        let mut state = self.state.lock().await;
-        let now = Instant::now();
-        let fresh = state
-            .fetched_at
-            .is_some_and(|t| now.duration_since(t) < self.max_age);
-        if !fresh {
-            if let Some((at, err)) = &state.failure
-                && now.duration_since(*at) < self.max_age
-            {
-                return Err(err.clone());
+    /// The view's max age: nothing older is answered.
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
+    /// The automation with `id` as last seen within the max age (`None`: not in the tenant),
+    /// with when it was seen. Waits for a refresh only when the list is older than the max
+    /// age; starts one in the background when it is close to that.
+    pub async fn get(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<Option<(AutomationSummary, Instant)>, QlikError> {
+        let refresh = {
+            let mut state = lock(&self.list);
+            let now = Instant::now();
+            let age = state.listed_at.map(|t| now.saturating_duration_since(t));
+            let fresh = age.is_some_and(|a| a < self.max_age);
+            let due = age.is_none_or(|a| a >= self.max_age - self.max_age / 10);
+            if fresh {
+                if due {
+                    // Runs as its own task; readers keep the current list meanwhile.
+                    let _background = self.start_refresh(&mut state, now);
+                }
+                return Ok(state.lookup(id, now, self.max_age));
             }
-            let listed: Result<Vec<AutomationSummary>, QlikError> = self
-                .client
-                .list_automations(&ListParams::default().limit(200))
-                .try_collect()
-                .await;
+            if let Some(failure) = &state.failure
+                && now < failure.retry_at
+            {
+                return Err(failure.error.clone());
+            }
+            self.start_refresh(&mut state, now)
+        };
+        refresh.await?;
+        let state = lock(&self.list);
+        // Fresh by construction: the refresh just succeeded.
+        Ok(state.items.get(id).map(|s| (s.summary.clone(), s.at)))
+    }
+
+    /// The in-flight refresh, started now when there is none.
+    fn start_refresh(self: &Arc<Self>, state: &mut ListState, now: Instant) -> RefreshFuture {
+        if let Some(running) = &state.refresh {
+            return running.clone();
+        }
+        let view = self.clone();
+        // Spawned, so that a reconcile that stops waiting does not cancel it for the others.
+        let task = tokio::spawn(async move { view.refresh(now).await });
+        let shared: RefreshFuture = async move {
+            task.await.unwrap_or_else(|e| {
+                Err(QlikError::Invalid(format!(
+                    "the tenant list refresh stopped: {e}"
+                )))
+            })
+        }
+        .boxed()
+        .shared();
+        state.refresh = Some(shared.clone());
+        shared
+    }
+
+    async fn refresh(&self, sent_at: Instant) -> Result<(), QlikError> {
+        let listed: Result<Vec<AutomationSummary>, QlikError> = self
+            .client
+            .list_automations(&ListParams::default().limit(200))
+            .try_collect()
+            .await;
+        let wake: Vec<Wake> = {
+            let mut state = lock(&self.list);
+            state.refresh = None;
             match listed {
                 Ok(items) => {
-                    state.items = items.into_iter().map(|a| (a.id.clone(), a)).collect();
-                    state.fetched_at = Some(Instant::now());
+                    state.merge_list(items, sent_at);
                     state.failure = None;
+                    state.waiting.drain().map(|(_, w)| w).collect()
                 }
-                Err(err) => {
-                    state.failure = Some((Instant::now(), err.clone()));
-                    return Err(err);
-                }
-            }
-        }
-        Ok(f(&state.items))
-    }
-
-    /// The listed automation with `id`, from a list no older than the max age.
-    pub async fn get(&self, id: &str) -> Result<Option<AutomationSummary>, QlikError> {
-        self.with_fresh(|items| items.get(id).cloned()).await
-    }
-
-    /// Records what a write or a GET returned, so the view does not lag behind our own
-    /// changes until its next refresh.
-    pub async fn upsert(&self, automation: &Automation) {
-        let mut state = self.state.lock().await;
-        state
-            .items
-            .insert(automation.id.clone(), summary_of(automation));
-    }
-
-    /// Forgets an automation that was deleted.
-    pub async fn remove(&self, id: &str) {
-        self.state.lock().await.items.remove(id);
-    }
-
-    /// This automation's usage over the last 30 days, when the key may read usage.
-    pub async fn usage(&self, id: &str) -> Option<Usage> {
-        let mut state = self.state.lock().await;
-        let now = Instant::now();
-        let blocked = state.usage_blocked_until.is_some_and(|t| now < t);
-        let fresh = state
-            .usage_fetched_at
-            .is_some_and(|t| now.duration_since(t) < self.max_age * USAGE_AGE_FACTOR);
-        if !blocked && !fresh {
-            match self.fetch_usage().await {
-                Ok(usage) => {
-                    state.usage = usage;
-                    state.usage_fetched_at = Some(now);
-                }
-                Err(err) => {
-                    // Usage is informative: a key that may not read it (only tenant admins
-                    // may) just goes without, and is not asked again for an hour.
-                    tracing::debug!(error = %err, "automation usage is not available");
-                    state.usage_blocked_until = Some(now + USAGE_FORBIDDEN_BACKOFF);
+                Err(error) => {
+                    let attempts = state.failure.as_ref().map_or(0, |f| f.attempts + 1);
+                    let hold = self.hold_after(&error, attempts);
+                    tracing::debug!(error = %error, retry_in = ?hold, "tenant list refresh failed");
+                    state.failure = Some(Failure {
+                        error: error.clone(),
+                        retry_at: Instant::now() + hold,
+                        attempts,
+                    });
+                    return Err(error);
                 }
             }
+        };
+        for w in wake {
+            w();
         }
-        state.usage.get(id).cloned()
+        Ok(())
     }
 
-    async fn fetch_usage(&self) -> Result<HashMap<String, Usage>, QlikError> {
-        let since = Utc::now()
-            .date_naive()
-            .checked_sub_days(Days::new(USAGE_WINDOW_DAYS))
-            .unwrap_or_default()
-            .format("%Y-%m-%d")
-            .to_string();
-        let entries = self
-            .client
-            .get_usage(&UsageQuery {
-                filter: Filter::compare("date", CompareOp::Ge, since.as_str()),
-                breakdown_by: Some("automation".into()),
-            })
-            .await?;
-        let window = format!("since {since}");
-        let mut out: HashMap<String, Usage> = HashMap::new();
-        for entry in entries {
-            let Some(guid) = entry.automation.and_then(|a| a.guid) else {
-                continue;
-            };
-            out.entry(guid)
-                .or_insert_with(|| Usage::new(window.clone()))
-                .add(&entry.name, entry.value);
+    /// How long a failed refresh is answered from the cache.
+    fn hold_after(&self, error: &QlikError, attempts: u32) -> Duration {
+        match error.class() {
+            // Only a person can fix the key: asking again sooner would only spend budget.
+            ErrorClass::Unauthorized | ErrorClass::Forbidden => self.max_age.max(REFRESH_RETRY.cap),
+            ErrorClass::RateLimited => error
+                .retry_after()
+                .unwrap_or_else(|| REFRESH_RETRY.wait(attempts)),
+            _ => REFRESH_RETRY.wait(attempts),
         }
-        Ok(out)
+    }
+
+    /// When the failed refresh will be tried again, if the view is failing.
+    pub fn retry_due_in(&self) -> Option<Duration> {
+        let state = lock(&self.list);
+        let failure = state.failure.as_ref()?;
+        Some(failure.retry_at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Runs `wake` once, as soon as a refresh of this view succeeds; `key` names the waiter,
+    /// so an object that fails again before then is woken only once.
+    pub fn wake_on_recovery(&self, key: String, wake: impl FnOnce() + Send + 'static) {
+        lock(&self.list).waiting.insert(key, Box::new(wake));
+    }
+
+    /// Records what a write or a GET returned: the tenant just said so.
+    pub fn upsert(&self, automation: &Automation) {
+        let mut state = lock(&self.list);
+        state.evicted.remove(&automation.id);
+        state.items.insert(
+            automation.id.clone(),
+            Seen {
+                summary: AutomationSummary::from(automation),
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// Forgets an automation the tenant answered 404 for (or that was deleted), for every
+    /// object sharing the view, including against a list already on its way.
+    pub fn evict(&self, id: &str) {
+        let mut state = lock(&self.list);
+        state.items.remove(id);
+        state.evicted.insert(id.to_owned(), Instant::now());
+    }
+
+    /// This automation's usage over the last 30 days, as last fetched, and why it is
+    /// missing when it is. Never waits: a due fetch runs in the background, and its result
+    /// shows at the object's next reconcile. `created_at` (the remote's) tells a fetch that
+    /// predates the automation from one that found no usage.
+    pub fn automation_usage(
+        self: &Arc<Self>,
+        id: &str,
+        created_at: Option<&str>,
+    ) -> (Option<Usage>, Option<UsageMissing>) {
+        let created = created_at
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        self.automation_usage.read(self, id, created)
+    }
+
+    /// The tenant's usage over the last 30 days, as [`TenantView::automation_usage`].
+    pub fn tenant_usage(self: &Arc<Self>) -> (Option<Usage>, Option<UsageMissing>) {
+        self.tenant_usage.read(self, "", None)
     }
 }
 
-/// The list-item form of a full automation.
-pub fn summary_of(a: &Automation) -> AutomationSummary {
-    AutomationSummary {
-        id: a.id.clone(),
-        name: a.name.clone(),
-        description: a.description.clone(),
-        state: a.state.clone(),
-        owner_id: a.owner_id.clone(),
-        run_mode: a.run_mode.clone(),
-        created_at: a.created_at.clone(),
-        updated_at: a.updated_at.clone(),
-        last_run_at: a.last_run_at.clone(),
-        last_run_status: a.last_run_status.clone(),
-        space_id: a.space_id.clone(),
-        duration: None,
-        max_concurrent_runs: a.max_concurrent_runs,
+impl ListState {
+    /// The entry for `id` when it was seen within `max_age`.
+    fn lookup(
+        &self,
+        id: &str,
+        now: Instant,
+        max_age: Duration,
+    ) -> Option<(AutomationSummary, Instant)> {
+        self.items
+            .get(id)
+            .filter(|s| now.saturating_duration_since(s.at) < max_age)
+            .map(|s| (s.summary.clone(), s.at))
     }
+
+    /// Replaces the list with one sent at `sent_at`, keeping what the tenant said since.
+    fn merge_list(&mut self, listed: Vec<AutomationSummary>, sent_at: Instant) {
+        let mut items: HashMap<String, Seen> = listed
+            .into_iter()
+            .filter(|a| self.evicted.get(&a.id).is_none_or(|at| *at <= sent_at))
+            .map(|a| {
+                (
+                    a.id.clone(),
+                    Seen {
+                        summary: a,
+                        at: sent_at,
+                    },
+                )
+            })
+            .collect();
+        // Answers that arrived while the list was on its way are newer than it.
+        for (id, seen) in self.items.drain() {
+            if seen.at > sent_at {
+                items.insert(id, seen);
+            }
+        }
+        self.evicted.retain(|_, at| *at > sent_at);
+        for id in self.evicted.keys() {
+            items.remove(id);
+        }
+        self.items = items;
+        self.listed_at = Some(sent_at);
+    }
+}
+
+/// Usage figures of one kind (by automation, or the tenant's), fetched in the background.
+struct UsageCache {
+    by_automation: bool,
+    state: Mutex<UsageState>,
+}
+
+#[derive(Default)]
+struct UsageState {
+    figures: HashMap<String, Usage>,
+    /// When the figures were fetched (the fetch's send time), monotonic and wall clock.
+    fetched: Option<(Instant, DateTime<Utc>)>,
+    fetching: bool,
+    /// Why the last attempt failed, when it did.
+    failure: Option<UsageMissing>,
+    retry_at: Option<Instant>,
+    failures: u32,
+}
+
+impl UsageCache {
+    fn new(by_automation: bool) -> UsageCache {
+        UsageCache {
+            by_automation,
+            state: Mutex::new(UsageState::default()),
+        }
+    }
+
+    fn read(
+        &self,
+        view: &Arc<TenantView>,
+        key: &str,
+        created: Option<DateTime<Utc>>,
+    ) -> (Option<Usage>, Option<UsageMissing>) {
+        let mut state = lock(&self.state);
+        let now = Instant::now();
+        let stale = state.fetched.is_none_or(|(at, _)| {
+            now.saturating_duration_since(at) >= view.max_age * USAGE_AGE_FACTOR
+        });
+        let may_retry = state.retry_at.is_none_or(|t| now >= t);
+        if stale && may_retry && !state.fetching {
+            state.fetching = true;
+            let view = view.clone();
+            let by_automation = self.by_automation;
+            tokio::spawn(async move {
+                let started = (Instant::now(), Utc::now());
+                let result = fetch_usage(&view.client, by_automation).await;
+                let cache = if by_automation {
+                    &view.automation_usage
+                } else {
+                    &view.tenant_usage
+                };
+                cache.settle(result, started);
+            });
+        }
+        state.answer(key, created)
+    }
+
+    /// Records a finished fetch.
+    fn settle(
+        &self,
+        result: Result<HashMap<String, Usage>, QlikError>,
+        started: (Instant, DateTime<Utc>),
+    ) {
+        let mut state = lock(&self.state);
+        state.fetching = false;
+        match result {
+            Ok(figures) => {
+                state.figures = figures;
+                state.fetched = Some(started);
+                state.failure = None;
+                state.retry_at = None;
+                state.failures = 0;
+            }
+            Err(error) => {
+                let (reason, pause) = match error.class() {
+                    ErrorClass::Forbidden => (UsageMissingReason::Forbidden, USAGE_FORBIDDEN_PAUSE),
+                    _ => (
+                        UsageMissingReason::Unavailable,
+                        USAGE_RETRY.wait(state.failures),
+                    ),
+                };
+                tracing::debug!(error = %error, retry_in = ?pause, "usage is not available");
+                state.failures = state.failures.saturating_add(1);
+                state.retry_at = Some(Instant::now() + pause);
+                state.failure = Some(UsageMissing {
+                    reason,
+                    message: match reason {
+                        UsageMissingReason::Forbidden => format!(
+                            "the tenant refused to show usage to this key (only tenant admins may read it); asked again in an hour: {}",
+                            error
+                        ),
+                        _ => format!(
+                            "the last attempt to read usage failed and is retried: {}",
+                            error
+                        ),
+                    },
+                });
+            }
+        }
+    }
+}
+
+impl UsageState {
+    fn answer(
+        &self,
+        key: &str,
+        created: Option<DateTime<Utc>>,
+    ) -> (Option<Usage>, Option<UsageMissing>) {
+        let Some((_, fetched_wall)) = self.fetched else {
+            let missing = self.failure.clone().unwrap_or_else(|| UsageMissing {
+                reason: UsageMissingReason::NotYetFetched,
+                message: "usage has not been fetched from the tenant yet".into(),
+            });
+            return (None, Some(missing));
+        };
+        let fetched_at = fetched_wall.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let figures = match self.figures.get(key) {
+            Some(u) => Some(u.clone()),
+            // The automation did not exist yet when usage was fetched: nothing to say.
+            None if created.is_some_and(|c| c > fetched_wall) => {
+                return (
+                    None,
+                    Some(UsageMissing {
+                        reason: UsageMissingReason::NotYetFetched,
+                        message: format!(
+                            "usage was last fetched at {fetched_at}, before this automation was created"
+                        ),
+                    }),
+                );
+            }
+            // Fetched after it existed, and nothing was reported: no usage in the window.
+            None => Some(Usage::new(window_label(fetched_wall))),
+        };
+        let figures = figures.map(|mut u| {
+            u.fetched_at = Some(fetched_at.clone());
+            u
+        });
+        (figures, self.failure.clone())
+    }
+}
+
+/// The first day of the usage window ending `now`, as `YYYY-MM-DD`.
+fn window_start(now: DateTime<Utc>) -> String {
+    now.date_naive()
+        .checked_sub_days(Days::new(USAGE_WINDOW_DAYS))
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// The window label status shows, e.g. `since 2026-11-02`.
+fn window_label(now: DateTime<Utc>) -> String {
+    format!("since {}", window_start(now))
+}
+
+/// Usage over the window, by automation id (or under `""` for the tenant's totals).
+async fn fetch_usage(
+    client: &QlikClient,
+    by_automation: bool,
+) -> Result<HashMap<String, Usage>, QlikError> {
+    let now = Utc::now();
+    let since = window_start(now);
+    let entries = client
+        .get_usage(&UsageQuery {
+            filter: Filter::compare("date", CompareOp::Ge, since.as_str()),
+            breakdown_by: by_automation.then(|| "automation".into()),
+        })
+        .await?;
+    let window = window_label(now);
+    let mut out: HashMap<String, Usage> = HashMap::new();
+    if !by_automation {
+        out.insert(String::new(), Usage::new(window.clone()));
+    }
+    for entry in entries {
+        let key = if by_automation {
+            match entry.automation.and_then(|a| a.guid) {
+                Some(guid) => guid,
+                None => continue,
+            }
+        } else {
+            String::new()
+        };
+        out.entry(key)
+            .or_insert_with(|| Usage::new(window.clone()))
+            .add(&entry.name, entry.value);
+    }
+    Ok(out)
 }
 
 /// Every tenant view of the process, one per tenant and key.
@@ -200,16 +530,151 @@ impl TenantViews {
 
     /// The view of the tenant and key `client` speaks for.
     pub fn get(&self, client: &QlikClient) -> Arc<TenantView> {
-        let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
-        views
+        lock(&self.views)
             .entry(client.identity())
-            .or_insert_with(|| {
-                Arc::new(TenantView {
-                    client: client.clone(),
-                    max_age: self.max_age,
-                    state: tokio::sync::Mutex::new(ViewState::default()),
-                })
-            })
+            .or_insert_with(|| Arc::new(TenantView::new(client.clone(), self.max_age)))
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(id: &str, name: &str) -> AutomationSummary {
+        AutomationSummary {
+            id: id.into(),
+            name: Some(name.into()),
+            ..AutomationSummary::default()
+        }
+    }
+
+    #[test]
+    fn a_list_sent_before_a_404_does_not_bring_the_automation_back() {
+        let mut state = ListState::default();
+        let t0 = Instant::now();
+        state.merge_list(vec![summary("a", "A"), summary("b", "B")], t0);
+        // The tenant answers 404 for `a` after a second list was sent but before it returned.
+        let sent = t0 + Duration::from_secs(1);
+        state.items.remove("a");
+        state
+            .evicted
+            .insert("a".into(), t0 + Duration::from_secs(2));
+        state.merge_list(vec![summary("a", "A"), summary("b", "B")], sent);
+        assert!(!state.items.contains_key("a"));
+        assert!(state.items.contains_key("b"));
+        // A list sent after the 404 is the tenant's word again.
+        state.merge_list(vec![summary("a", "A")], t0 + Duration::from_secs(3));
+        assert!(state.items.contains_key("a"));
+        assert!(state.evicted.is_empty());
+    }
+
+    #[test]
+    fn answers_newer_than_a_list_survive_it_and_older_ones_do_not() {
+        let mut state = ListState::default();
+        let t0 = Instant::now();
+        state.items.insert(
+            "created-meanwhile".into(),
+            Seen {
+                summary: summary("created-meanwhile", "new"),
+                at: t0 + Duration::from_secs(2),
+            },
+        );
+        state.items.insert(
+            "deleted-before".into(),
+            Seen {
+                summary: summary("deleted-before", "old"),
+                at: t0,
+            },
+        );
+        state.merge_list(vec![summary("b", "B")], t0 + Duration::from_secs(1));
+        assert!(state.items.contains_key("created-meanwhile"));
+        assert!(!state.items.contains_key("deleted-before"));
+        assert_eq!(state.listed_at, Some(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn lookups_never_answer_from_entries_older_than_the_max_age() {
+        let mut state = ListState::default();
+        let t0 = Instant::now();
+        state.merge_list(vec![summary("a", "A")], t0);
+        let age = Duration::from_secs(10);
+        assert!(
+            state
+                .lookup("a", t0 + Duration::from_secs(9), age)
+                .is_some()
+        );
+        assert!(
+            state
+                .lookup("a", t0 + Duration::from_secs(10), age)
+                .is_none()
+        );
+        assert!(state.lookup("missing", t0, age).is_none());
+    }
+
+    fn wall(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn usage_says_why_it_is_missing() {
+        let state = UsageState::default();
+        let (usage, missing) = state.answer("a", None);
+        assert!(usage.is_none());
+        assert_eq!(missing.unwrap().reason, UsageMissingReason::NotYetFetched);
+
+        let fetched = wall("2026-12-01T10:00:00Z");
+        let mut state = UsageState {
+            fetched: Some((Instant::now(), fetched)),
+            ..UsageState::default()
+        };
+        let mut a = Usage::new("since 2026-11-01");
+        a.runs = 3;
+        state.figures.insert("a".into(), a);
+        let (usage, missing) = state.answer("a", Some(wall("2026-11-30T00:00:00Z")));
+        let usage = usage.unwrap();
+        assert_eq!(usage.runs, 3);
+        assert_eq!(usage.fetched_at.as_deref(), Some("2026-12-01T10:00:00Z"));
+        assert!(missing.is_none());
+
+        // Created after the fetch: not yet fetched, not "no usage".
+        let (usage, missing) = state.answer("new", Some(wall("2026-12-01T10:05:00Z")));
+        assert!(usage.is_none());
+        assert_eq!(missing.unwrap().reason, UsageMissingReason::NotYetFetched);
+        // Existed at the fetch and reported nothing: zero usage in the window.
+        let (usage, missing) = state.answer("quiet", Some(wall("2026-11-01T00:00:00Z")));
+        assert_eq!(usage.unwrap().runs, 0);
+        assert!(missing.is_none());
+    }
+
+    #[tokio::test]
+    async fn only_a_403_pauses_usage_for_an_hour() {
+        let cache = UsageCache::new(true);
+        let forbidden = QlikError::from_response(
+            crate::qlik::Endpoint::GetUsage,
+            403,
+            br#"{"errors":[{"code":"AE-403","title":"Forbidden"}]}"#,
+            None,
+        );
+        cache.settle(Err(forbidden), (Instant::now(), Utc::now()));
+        {
+            let state = lock(&cache.state);
+            let wait = state.retry_at.unwrap() - Instant::now();
+            assert!(wait > Duration::from_secs(3500), "{wait:?}");
+            assert_eq!(
+                state.failure.as_ref().unwrap().reason,
+                UsageMissingReason::Forbidden
+            );
+        }
+        let cache = UsageCache::new(true);
+        let unavailable = QlikError::from_response(crate::qlik::Endpoint::GetUsage, 503, b"", None);
+        cache.settle(Err(unavailable), (Instant::now(), Utc::now()));
+        let state = lock(&cache.state);
+        let wait = state.retry_at.unwrap() - Instant::now();
+        assert!(wait < Duration::from_secs(10), "{wait:?}");
+        assert_eq!(
+            state.failure.as_ref().unwrap().reason,
+            UsageMissingReason::Unavailable
+        );
     }
 }

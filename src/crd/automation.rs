@@ -5,7 +5,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{Condition, Connection, Usage, preserve_unknown_any, preserve_unknown_object};
+use super::common::{
+    Condition, Connection, Usage, UsageMissing, preserve_unknown_any, preserve_unknown_object,
+};
 
 /// The `YYYY-MM-DD HH:MM:SS` format of schedule times, as a schema pattern.
 pub const SCHEDULE_TIME_PATTERN: &str =
@@ -206,6 +208,10 @@ pub struct QlikAutomationStatus {
     /// This automation's usage over `usage.window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Why `usage` is missing, or could not be refreshed at the last attempt (then `usage`
+    /// shows the figures of `usage.fetchedAt`). Absent when the last fetch succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_missing: Option<UsageMissing>,
     /// The `metadata.generation` last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

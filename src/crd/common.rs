@@ -102,6 +102,43 @@ pub struct Usage {
     /// Bytes sent.
     #[serde(default)]
     pub bandwidth_out: i64,
+    /// When these figures were fetched from the tenant (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_at: Option<String>,
+}
+
+/// Why usage figures are missing, or could not be refreshed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageMissing {
+    /// `NotYetFetched`, `Forbidden` or `Unavailable`.
+    pub reason: UsageMissingReason,
+    /// A sentence for humans, with Qlik's own detail when the tenant refused or failed.
+    pub message: String,
+}
+
+/// Why usage figures are missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum UsageMissingReason {
+    /// Usage has not been read since the operator started, or since the automation was
+    /// created; it appears at the next usage refresh.
+    NotYetFetched,
+    /// The tenant refuses usage to this key (only tenant admins may read it); asked again
+    /// in an hour.
+    Forbidden,
+    /// The last attempt failed (an outage, a timeout); retried with backoff.
+    Unavailable,
+}
+
+impl UsageMissingReason {
+    /// The reason as status and the plugin show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageMissingReason::NotYetFetched => "NotYetFetched",
+            UsageMissingReason::Forbidden => "Forbidden",
+            UsageMissingReason::Unavailable => "Unavailable",
+        }
+    }
 }
 
 impl Usage {

@@ -4,7 +4,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, Connection, Usage};
+use super::common::{Condition, Connection, Usage, UsageMissing};
 
 /// A tenant's automation settings. One per tenant: a second object pointing at the same
 /// tenant reports `Ready=False, reason=Conflict` and changes nothing.
@@ -45,6 +45,10 @@ pub struct QlikAutomationSettingsStatus {
     /// Tenant-wide usage over `usage.window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Why `usage` is missing, or could not be refreshed at the last attempt (then `usage`
+    /// shows the figures of `usage.fetchedAt`). Absent when the last fetch succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_missing: Option<UsageMissing>,
     /// The `metadata.generation` last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

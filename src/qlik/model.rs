@@ -392,6 +392,27 @@ pub struct AutomationSummary {
     pub max_concurrent_runs: Option<i64>,
 }
 
+impl From<&Automation> for AutomationSummary {
+    /// The list-item form of a full automation (the detail has no last-run duration).
+    fn from(a: &Automation) -> AutomationSummary {
+        AutomationSummary {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            description: a.description.clone(),
+            state: a.state.clone(),
+            owner_id: a.owner_id.clone(),
+            run_mode: a.run_mode.clone(),
+            created_at: a.created_at.clone(),
+            updated_at: a.updated_at.clone(),
+            last_run_at: a.last_run_at.clone(),
+            last_run_status: a.last_run_status.clone(),
+            space_id: a.space_id.clone(),
+            duration: None,
+            max_concurrent_runs: a.max_concurrent_runs,
+        }
+    }
+}
+
 /// A run (`RunDetailResponseObject`; list items, `RunListObject`, leave some fields unset).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -21,11 +21,11 @@ use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client, CustomResourceExt,
+    Api, Client,
     api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
 use qlik_automations_operator::{
-    crd::{ConditionStatus, QlikAutomation, QlikAutomationSettings},
+    crd::{ConditionStatus, QlikAutomation},
     emulator::{ApiKey, EmulatorConfig, RunningEmulator},
 };
 
@@ -53,7 +53,7 @@ pub async fn ensure_crds(client: &Client) {
 /// Installs (or updates) both CRDs through `client` and waits until they are established.
 pub async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [QlikAutomation::crd(), QlikAutomationSettings::crd()] {
+    for crd in qlik_automations_operator::crd::crds() {
         let name = crd.metadata.name.clone().unwrap();
         crds.patch(
             &name,
@@ -160,6 +160,81 @@ pub async fn emulator(tweak: impl FnOnce(&mut EmulatorConfig)) -> RunningEmulato
     };
     tweak(&mut config);
     RunningEmulator::start(config).await.unwrap()
+}
+
+/// A `QlikAutomation` manifest named `name` using the Secret `qlik`, with a description, a
+/// schedule and a workspace, plus `extra_spec` (indented two spaces) under `spec`.
+pub fn automation_yaml(name: &str, extra_spec: &str) -> String {
+    format!(
+        r#"
+apiVersion: automations.qlik.dev/v1alpha1
+kind: QlikAutomation
+metadata:
+  name: {name}
+spec:
+  connection:
+    secretRef:
+      name: qlik
+  description: "managed by e2e"
+  schedules:
+    - startAt: "2020-01-01 00:00:00"
+      stopAt: "2099-12-31 00:00:00"
+      interval: 3600
+      timezone: Europe/Stockholm
+  workspace:
+    blocks:
+      - id: start
+        type: StartBlock
+        runMode: manual
+{extra_spec}
+"#
+    )
+}
+
+/// The remote automations called `name`, in every owner's space.
+pub fn remotes_named(emu: &RunningEmulator, name: &str) -> Vec<serde_json::Value> {
+    emu.automations()
+        .into_iter()
+        .filter(|a| a["name"] == name)
+        .collect()
+}
+
+/// A namespace with a connection Secret `qlik` for `key`, an emulator, and a running
+/// operator started with `flags` (see [`Operator::start`]).
+pub async fn setup(
+    prefix: &str,
+    key: &str,
+    flags: &[&str],
+) -> (TestNamespace, RunningEmulator, Operator) {
+    let ns = TestNamespace::new(prefix).await;
+    let emu = emulator(|_| {}).await;
+    ns.connection_secret("qlik", &emu.base_url(), key).await;
+    let op = Operator::start(&ns.name, flags);
+    (ns, emu, op)
+}
+
+/// The (reason, message) of every Event about the object `name`.
+pub async fn events_for(ns: &TestNamespace, name: &str) -> Vec<(String, String)> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = ns.api();
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+/// A client of the emulator's tenant admin, acting as someone in the Qlik UI would.
+pub fn admin_client(emu: &RunningEmulator) -> qlik_automations_operator::qlik::QlikClient {
+    use qlik_automations_operator::qlik;
+    qlik::QlikClient::new(qlik::ClientConfig::new(
+        emu.base_url(),
+        qlik::ApiKey::new(ADMIN_KEY),
+    ))
+    .unwrap()
 }
 
 /// A test's own namespace on the shared control plane, with the CRDs installed.
@@ -334,22 +409,18 @@ impl OperatorProcess {
 pub struct Operator(OperatorProcess);
 
 impl Operator {
-    /// Starts the operator restricted to `namespace`, plus `extra` flags.
+    /// Starts the operator restricted to `namespace`, plus `extra` flags; a
+    /// `--resync-seconds` or `--view-max-age-seconds` in `extra` replaces the test default.
     pub fn start(namespace: &str, extra: &[&str]) -> Operator {
-        let mut args: Vec<String> = [
-            "run",
-            "--namespaces",
-            namespace,
-            "--listen",
-            "127.0.0.1:0",
-            "--resync-seconds",
-            "3",
-            "--view-max-age-seconds",
-            "1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = ["run", "--namespaces", namespace, "--listen", "127.0.0.1:0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for (flag, default) in [("--resync-seconds", "3"), ("--view-max-age-seconds", "1")] {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_string(), default.to_string()]);
+            }
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let env = [(
             "RUST_LOG".to_string(),

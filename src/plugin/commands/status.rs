@@ -244,10 +244,17 @@ fn last_run(status: &QlikAutomationStatus, now: DateTime<Utc>) -> String {
     }
 }
 
+/// Usage as status reports it: the figures and when they were fetched, and why they are
+/// missing or stale, in the operator's own words.
 fn usage(status: &QlikAutomationStatus) -> String {
-    match &status.usage {
-        Some(u) => format!(
-            "{} runs, {} run time, {} in, {} out ({})",
+    let figures = status.usage.as_ref().map(|u| {
+        let fetched = u
+            .fetched_at
+            .as_deref()
+            .map(|t| format!(", fetched {t}"))
+            .unwrap_or_default();
+        format!(
+            "{} runs, {} run time, {} in, {} out ({}{fetched})",
             u.runs,
             crate::plugin::duration::human(std::time::Duration::from_secs(
                 u.duration.max(0).unsigned_abs()
@@ -255,8 +262,17 @@ fn usage(status: &QlikAutomationStatus) -> String {
             render::bytes(u.bandwidth_in),
             render::bytes(u.bandwidth_out),
             u.window
-        ),
-        None => "- (not reported; reading usage needs a tenant admin's key)".into(),
+        )
+    });
+    let missing = status
+        .usage_missing
+        .as_ref()
+        .map(|m| format!("{}: {}", m.reason.as_str(), m.message));
+    match (figures, missing) {
+        (Some(f), Some(m)) => format!("{f}; not refreshed ({m})"),
+        (Some(f), None) => f,
+        (None, Some(m)) => format!("- ({m})"),
+        (None, None) => "- (not reported yet by the operator)".into(),
     }
 }
 
@@ -323,6 +339,32 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn usage_prints_the_reason_the_operator_gave() {
+        let with = |usage: serde_json::Value| -> String {
+            let status: QlikAutomationStatus = serde_json::from_value(usage).unwrap();
+            super::usage(&status)
+        };
+        let text = with(json!({"usageMissing": {"reason": "NotYetFetched",
+            "message": "usage has not been fetched from the tenant yet"}}));
+        assert_eq!(
+            text,
+            "- (NotYetFetched: usage has not been fetched from the tenant yet)"
+        );
+        let text = with(json!({"usageMissing": {"reason": "Forbidden", "message": "refused"}}));
+        assert_eq!(text, "- (Forbidden: refused)");
+        let text = with(json!({
+            "usage": {"window": "since 2026-02-01", "runs": 1, "fetchedAt": "2026-03-01T10:00:00Z"},
+            "usageMissing": {"reason": "Unavailable", "message": "HTTP 503"}}));
+        assert!(
+            text.starts_with("1 runs")
+                && text.contains("fetched 2026-03-01T10:00:00Z")
+                && text.ends_with("not refreshed (Unavailable: HTTP 503)"),
+            "{text}"
+        );
+        assert!(!with(json!({})).contains("admin"));
     }
 
     #[test]

@@ -11,10 +11,11 @@
 //! prints the limits used. Figures come from one run on a shared machine: compare ratios,
 //! not absolute times.
 
-#[path = "../tests/support/control_plane.rs"]
-mod control_plane;
-#[path = "../tests/support/operator.rs"]
-mod operator;
+// Tests state what must hold with unwrap/expect; the crate's lints forbid them elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -30,8 +31,10 @@ use qlik_automations_operator::{
 };
 use serde_json::json;
 
-use control_plane::ControlPlane;
-use operator::{OperatorProcess, TestNamespace, USER_KEY, emulator};
+use support::{
+    control_plane::ControlPlane,
+    operator::{OperatorProcess, TestNamespace, USER_KEY, emulator},
+};
 
 /// Command-line settings of a run.
 struct Settings {

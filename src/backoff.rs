@@ -1,5 +1,11 @@
 //! The one exponential backoff of the process: the Qlik client's retries, per-object
-//! requeues and the tenant view's refresh retries all wait by it.
+//! requeues, the tenant view's refresh retries, the watches and the wait for the apiserver
+//! all wait by it.
+//!
+//! Why not `backon` (already in the tree through kube-runtime): every caller here counts
+//! its own failures (per object, per view, per request) and asks for the wait after the
+//! n-th, and kube's watch backoff needs its own `Backoff` trait; backon's builders hand out
+//! stateful iterators, so each caller would need an adapter larger than this module.
 
 use std::time::Duration;
 

@@ -2,10 +2,12 @@
 //!
 //! - [`qlik`] is a typed async client for the whole Qlik Automations REST API.
 //! - [`emulator`] is a faithful local implementation of that API for tests and demos.
-//! - [`crd`] and [`controller`] are the operator; [`plugin`] is `kubectl qlik`.
+//! - [`crd`] and [`controller`] are the operator; [`plugin`] is `kubectl qlik`; both resolve
+//!   a resource's tenant and key through [`connection`].
 //! - [`demo`] runs everything on one machine: `qlik-automations-operator demo`.
 
 pub mod backoff;
+pub mod connection;
 pub mod controller;
 pub mod crd;
 pub mod demo;

@@ -7,10 +7,10 @@
 //! the RBAC minimal: every permission the chart grants is used during the test, and nothing
 //! the operator asks for is refused.
 
-#[path = "support/control_plane.rs"]
-mod control_plane;
-#[path = "support/operator.rs"]
-mod operator;
+// Tests state what must hold with unwrap/expect; the crate's lints forbid them elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -42,8 +42,8 @@ use qlik_automations_operator::{
 };
 use serde_json::{Value, json};
 
-use control_plane::{ControlPlane, scripts_dir, unique_name};
-use operator::{ADMIN_KEY, OperatorProcess, ensure_crds, wait_for};
+use support::control_plane::{ControlPlane, scripts_dir, unique_name};
+use support::operator::{ADMIN_KEY, OperatorProcess, ensure_crds, wait_for};
 
 const CHART: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -988,7 +988,7 @@ async fn a_namespaced_install_cannot_touch_other_namespaces() {
 
     // The operator, as that ServiceAccount with the chart's flags, reconciles team-a and
     // leaves team-b alone.
-    let emu = operator::emulator(|_| {}).await;
+    let emu = support::operator::emulator(|_| {}).await;
     let mut op = OperatorProcess::start(&release, &kubeconfig, &args, &env);
     for ns in [&team_a, &team_b] {
         let mut secret = cp.kubectl();
@@ -1132,7 +1132,7 @@ async fn an_installed_chart_runs_the_examples_as_its_service_account_with_minima
     let token = service_account_token(&admin, ops, &account).await;
     let kubeconfig = cp.dir.join("operator.kubeconfig");
     token_kubeconfig(&kubeconfig, &cp.server(), &cp.ca(), &token);
-    let emu = operator::emulator(|_| {}).await;
+    let emu = support::operator::emulator(|_| {}).await;
     let mut op = OperatorProcess::start(&release, &kubeconfig, &args, &env);
 
     // The examples, as a newcomer applies them.

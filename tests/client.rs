@@ -1,6 +1,9 @@
 //! The client against a running emulator, over real HTTP: every endpoint, every error class,
 //! pagination, rate limits, retries and a run's life.
 
+// Tests state what must hold with unwrap/expect; the crate's lints forbid them elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use futures::TryStreamExt;

@@ -2,17 +2,19 @@
 //! tests/support/control_plane.rs): a real kube-apiserver + etcd at the
 //! Kubernetes release pinned in tests/control-plane/versions.env.
 
-#[path = "support/control_plane.rs"]
-mod control_plane;
+// Tests state what must hold with unwrap/expect; the crate's lints forbid them elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::time::Duration;
 
-use control_plane::{ControlPlane, pinned_k8s_version, pinned_versions, unique_name};
 use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
+use support::control_plane::{ControlPlane, pinned_k8s_version, pinned_versions, unique_name};
 
 const GROUP: &str = "smoke.qao.test";
 

@@ -1,6 +1,9 @@
 //! `qlik-automations-operator demo --exit-after-ready`, run as a user would: it must print
 //! every example Ready, exit 0, and leave no control plane behind.
 
+// Tests state what must hold with unwrap/expect; the crate's lints forbid them elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     io::Read,
     path::Path,

@@ -3,6 +3,9 @@
 //! pagination, rate limits, the run lifecycle, export, settings, usage, fault injection and
 //! counters. Each test owns its emulator, so counts are exact.
 
+// Tests state what must hold with unwrap/expect; the crate's lints forbid them elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 

@@ -3,10 +3,10 @@
 //! (300 s) unless a test says otherwise, so nothing here converges by waiting for a refresh:
 //! every recovery is driven by the tenant's own answers.
 
-#[path = "support/control_plane.rs"]
-mod control_plane;
-#[path = "support/operator.rs"]
-mod operator;
+// Tests state what must hold with unwrap/expect; the crate's lints forbid them elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::{
     sync::{Arc, Mutex},
@@ -24,7 +24,7 @@ use qlik_automations_operator::{
 };
 use serde_json::{Value, json};
 
-use operator::{
+use support::operator::{
     ADMIN_KEY, Operator, TestNamespace, USER_KEY, admin_client, automation_yaml, emulator,
     events_for, ready_status, remotes_named, setup, wait_for, wait_ready, wait_reason,
 };

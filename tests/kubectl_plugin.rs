@@ -2,10 +2,10 @@
 //! with the emulator as the tenant. Every test runs the binary as a subprocess, as kubectl
 //! would, and asserts both what it prints and what changed in the tenant.
 
-#[path = "support/control_plane.rs"]
-mod control_plane;
-#[path = "support/operator.rs"]
-mod operator;
+// Tests state what must hold with unwrap/expect; the crate's lints forbid them elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::{
     path::{Path, PathBuf},
@@ -31,8 +31,10 @@ use qlik_automations_operator::{
 };
 use serde_json::{Value, json};
 
-use control_plane::ControlPlane;
-use operator::{Operator, TestNamespace, USER_ID, USER_KEY, emulator, wait_for, wait_ready};
+use support::control_plane::ControlPlane;
+use support::operator::{
+    Operator, TestNamespace, USER_ID, USER_KEY, emulator, wait_for, wait_ready,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Exit statuses the plugin documents.
@@ -91,7 +93,7 @@ async fn qlik_with(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Ou
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     };
-    out.assert_hides(&[USER_KEY, operator::ADMIN_KEY]);
+    out.assert_hides(&[USER_KEY, support::operator::ADMIN_KEY]);
     out
 }
 
@@ -686,6 +688,91 @@ async fn status_summarises_the_object_and_the_live_remote_without_the_token() {
     out.assert_hides(&[&token]);
     let report: Value = serde_yaml::from_str(&out.stdout).unwrap();
     assert_eq!(report["remote"]["ownerId"], USER_ID);
+}
+
+/// The Tier 1 requests the user of [`USER_KEY`] has made so far, at most: the emulator counts
+/// requests per tier and per user, not per both, so the smaller of the two.
+fn user_tier1_requests(emu: &RunningEmulator) -> u32 {
+    let counters = emu.counters();
+    let by_user = counters.by_user.get(USER_ID).copied().unwrap_or(0);
+    u32::try_from(counters.tier(Tier::Tier1).min(by_user)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_rate_budget_the_tenant_reported_on_its_own_read() {
+    // A limit of its own, so the figure printed can only come from the tenant's headers.
+    const TIER1_LIMIT: u32 = 640;
+    let ns = TestNamespace::new("plugin-budget").await;
+    let emu = emulator(|c| c.tier1_per_minute = TIER1_LIMIT).await;
+    ns.connection_secret("qlik", &emu.base_url(), USER_KEY)
+        .await;
+    let _op = Operator::start(&ns.name, &[]);
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(MANAGED).await;
+    wait_ready(&api, "managed").await;
+
+    let out = qlik(&["status", "managed", "-n", &ns.name]).await.ok();
+    // Read after the plugin's answer: the operator may have sent more since, never fewer.
+    let sent = user_tier1_requests(&emu);
+    let line = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Budget:"))
+        .unwrap_or_else(|| panic!("no Budget line in\n{}", out.stdout))
+        .trim();
+    // `tier1 U/L used in this window (resets T), as the tenant reported; tier2 ...`
+    let parsed = line
+        .strip_prefix("tier1 ")
+        .and_then(|rest| rest.split_once(" used in this window (resets "))
+        .and_then(|(figures, rest)| {
+            let (used, limit) = figures.split_once('/')?;
+            let (reset, tier2) = rest.split_once("), as the tenant reported; ")?;
+            Some((
+                used.parse::<u32>().ok()?,
+                limit.parse::<u32>().ok()?,
+                reset,
+                tier2,
+            ))
+        });
+    let Some((used, limit, reset, tier2)) = parsed else {
+        panic!("unexpected Budget line {line:?}");
+    };
+    assert_eq!(limit, TIER1_LIMIT, "{line}");
+    // The plugin's own GET is counted in the window; nothing but this user's requests is.
+    assert!(
+        (1..=sent).contains(&used),
+        "used {used}, sent {sent}: {line}"
+    );
+    let reset = chrono::DateTime::parse_from_rfc3339(reset)
+        .unwrap_or_else(|e| panic!("reset {reset:?}: {e}"));
+    let from_now = reset.to_utc() - chrono::Utc::now();
+    assert!(
+        from_now <= chrono::TimeDelta::seconds(61) && from_now >= -chrono::TimeDelta::seconds(60),
+        "a reset {from_now} away in a 60 s window: {line}"
+    );
+    assert_eq!(tier2, "tier2 not reported (the plugin made no write)");
+
+    let out = qlik(&["status", "managed", "-n", &ns.name, "-o", "json"])
+        .await
+        .ok();
+    let sent = user_tier1_requests(&emu);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let tier1 = &report["budget"]["tier1"];
+    assert_eq!(tier1["limit"], TIER1_LIMIT, "{report}");
+    let (used, remaining) = (
+        tier1["used"].as_u64().unwrap(),
+        tier1["remaining"].as_u64().unwrap(),
+    );
+    assert_eq!(used, u64::from(TIER1_LIMIT) - remaining, "{report}");
+    assert!(
+        (1..=u64::from(sent)).contains(&used),
+        "sent {sent}: {report}"
+    );
+    assert!(
+        tier1["resetAt"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{report}"
+    );
+    assert!(report["budget"].get("tier2").is_none(), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,10 @@
 //! End-to-end: the operator binary against a real kube-apiserver and the emulator. Every test
 //! asserts both what Kubernetes shows and what the tenant (the emulator) holds.
 
-#[path = "support/control_plane.rs"]
-mod control_plane;
-#[path = "support/operator.rs"]
-mod operator;
+// Tests state what must hold with unwrap/expect; the crate's lints forbid them elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::time::Duration;
 
@@ -18,8 +18,8 @@ use qlik_automations_operator::{
 };
 use serde_json::{Value, json};
 
-use control_plane::ControlPlane;
-use operator::{
+use support::control_plane::ControlPlane;
+use support::operator::{
     ADMIN_KEY, Operator, TestNamespace, USER_ID, USER_KEY, admin_client, automation_yaml, emulator,
     events_for, ready_status, remotes_named, setup, wait_for, wait_ready, wait_reason,
 };
@@ -851,5 +851,281 @@ async fn leader_election_keeps_one_writer_and_fails_over() {
         emu.automations().len(),
         2,
         "one remote per object, no duplicates"
+    );
+}
+
+/// An operator with `--leader-election` on Lease `lease` in `namespace`, as its own child
+/// process so that a leader test can send it SIGTERM and read its exit status. `POD_NAME` is
+/// `name`, so its Lease identity starts with `name-`. Killed when dropped.
+struct Candidate {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Candidate {
+    fn start(namespace: &str, lease: &str, name: &str) -> Candidate {
+        let dir = std::env::temp_dir().join("qao-e2e-logs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join(format!(
+            "{}.log",
+            support::control_plane::unique_name(&format!("{namespace}-{name}"))
+        ));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_qlik-automations-operator"))
+            .args(["run", "--namespaces", namespace, "--listen", "127.0.0.1:0"])
+            .args(["--resync-seconds", "3", "--view-max-age-seconds", "1"])
+            .args(["--leader-election", "--lease-namespace", namespace])
+            .args(["--lease-name", lease])
+            .env("KUBECONFIG", ControlPlane::shared().kubeconfig_path())
+            .env("RUST_LOG", "info,qlik_automations_operator=debug,kube=warn")
+            .env("POD_NAME", name)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Candidate { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM, as the kubelet does when it stops a Pod.
+    fn terminate(&self) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+    }
+
+    /// Waits until the process exits by itself and returns its status.
+    async fn exited(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        wait_for("the operator to exit", timeout, || {
+            let status = child.try_wait().unwrap();
+            async move { status }
+        })
+        .await
+    }
+}
+
+impl Drop for Candidate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The holder of Lease `name` once it starts with `prefix-`.
+async fn wait_for_holder(
+    leases: &Api<k8s_openapi::api::coordination::v1::Lease>,
+    name: &str,
+    prefix: &str,
+) -> String {
+    wait_for(&format!("{prefix} to hold the Lease"), WAIT, || async {
+        leases
+            .get_opt(name)
+            .await
+            .ok()??
+            .spec?
+            .holder_identity
+            .filter(|h| h.starts_with(&format!("{prefix}-")))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_releases_the_lease_on_sigterm_and_the_standby_takes_over_at_once() {
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::{
+        api::coordination::v1::{Lease, LeaseSpec},
+        apimachinery::pkg::apis::meta::v1::MicroTime,
+        jiff::SignedDuration,
+    };
+    use kube::api::{WatchEvent, WatchParams};
+    const LEASE: &str = "qao-release";
+
+    let ns = TestNamespace::new("leader-release").await;
+    let emu = emulator(|_| {}).await;
+    ns.connection_secret("qlik", &emu.base_url(), USER_KEY)
+        .await;
+    let leases: Api<Lease> = ns.api();
+    let mut first = Candidate::start(&ns.name, LEASE, "first");
+    let holder = wait_for_holder(&leases, LEASE, "first").await;
+    let second = Candidate::start(&ns.name, LEASE, "second");
+    wait_for("the standby to wait for the Lease", WAIT, || async {
+        second
+            .log()
+            .contains("waiting to become leader")
+            .then_some(())
+    })
+    .await;
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("before-release", ""))
+        .await;
+    wait_ready(&api, "before-release").await;
+
+    // The Lease as last read before SIGTERM: without a release, nobody could take it before
+    // its renewTime + leaseDurationSeconds (a later renew only moves that further out).
+    let before = leases.get(LEASE).await.unwrap();
+    let held = before.spec.clone().unwrap();
+    assert_eq!(held.holder_identity.as_deref(), Some(holder.as_str()));
+    let MicroTime(renewed) = held.renew_time.unwrap();
+    let expires = renewed + SignedDuration::from_secs(held.lease_duration_seconds.unwrap().into());
+
+    // Every version of the Lease after `before`, in order, until the standby holds it.
+    let mut events = leases
+        .watch(
+            &WatchParams::default()
+                .fields(&format!("metadata.name={LEASE}"))
+                .timeout(60),
+            &before.resource_version().unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    first.terminate();
+    let mut versions: Vec<LeaseSpec> = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(event) = events.try_next().await.unwrap() {
+            if let WatchEvent::Modified(lease) = event {
+                let spec = lease.spec.unwrap_or_default();
+                let second_holds = spec
+                    .holder_identity
+                    .as_deref()
+                    .is_some_and(|h| h.starts_with("second-"));
+                versions.push(spec);
+                if second_holds {
+                    return;
+                }
+            }
+        }
+        panic!("the watch ended before the standby took over: {versions:#?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the standby did not take over: {versions:#?}"));
+
+    // The leader cleared the holder (client-go's release), and the standby took the Lease
+    // from that released version, not from an expired one.
+    let [.., released, taken] = versions.as_slice() else {
+        panic!("no release before the takeover: {versions:#?}");
+    };
+    assert_eq!(
+        released.holder_identity.as_deref().unwrap_or_default(),
+        "",
+        "the leader cleared holderIdentity: {versions:#?}"
+    );
+    assert_eq!(released.lease_duration_seconds, Some(1));
+    let MicroTime(acquired) = taken.acquire_time.clone().unwrap();
+    assert!(
+        acquired < expires,
+        "the standby took over at {acquired}, before the released Lease would have expired at {expires}"
+    );
+    assert_eq!(
+        taken.lease_transitions,
+        Some(held.lease_transitions.unwrap_or(0) + 1)
+    );
+    let new_holder = taken.holder_identity.clone().unwrap();
+    wait_for("the standby to log that it leads", WAIT, || async {
+        let log = second.log();
+        (log.contains("became leader") && log.contains(&new_holder)).then_some(())
+    })
+    .await;
+
+    // The old leader stopped cleanly: released, then exit status 0.
+    let status = first.exited(Duration::from_secs(30)).await;
+    let log = first.log();
+    assert!(status.success(), "{status}: {log}");
+    assert!(log.contains("released the leader Lease"), "{log}");
+    assert!(log.contains("operator stopped"), "{log}");
+
+    // A standby that is still waiting for the Lease stops at once on SIGTERM, too.
+    let mut third = Candidate::start(&ns.name, LEASE, "third");
+    wait_for("the third to wait for the Lease", WAIT, || async {
+        third
+            .log()
+            .contains("waiting to become leader")
+            .then_some(())
+    })
+    .await;
+    third.terminate();
+    let status = third.exited(Duration::from_secs(10)).await;
+    let log = third.log();
+    assert!(status.success(), "{status}: {log}");
+    assert!(
+        log.contains("stopped while waiting to become leader"),
+        "{log}"
+    );
+
+    // The new leader reconciles.
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("after-release", ""))
+        .await;
+    wait_ready(&api, "after-release").await;
+    assert_eq!(
+        emu.automations().len(),
+        2,
+        "one remote per object, no duplicates"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_the_lease_stops_and_exits_non_zero() {
+    use k8s_openapi::{
+        api::coordination::v1::Lease, apimachinery::pkg::apis::meta::v1::MicroTime, jiff::Timestamp,
+    };
+    use kube::api::PostParams;
+    const LEASE: &str = "qao-loss";
+
+    let ns = TestNamespace::new("leader-loss").await;
+    let emu = emulator(|_| {}).await;
+    ns.connection_secret("qlik", &emu.base_url(), USER_KEY)
+        .await;
+    let leases: Api<Lease> = ns.api();
+    let mut leader = Candidate::start(&ns.name, LEASE, "leader");
+    wait_for_holder(&leases, LEASE, "leader").await;
+    let api: Api<QlikAutomation> = ns.api();
+    ns.apply_yaml::<QlikAutomation>(&automation_yaml("before-loss", ""))
+        .await;
+    wait_ready(&api, "before-loss").await;
+
+    // Someone else writes itself into the live Lease (retrying if a renew comes in between).
+    let taken = loop {
+        let mut lease = leases.get(LEASE).await.unwrap();
+        let spec = lease.spec.as_mut().unwrap();
+        let now = MicroTime(Timestamp::now());
+        spec.holder_identity = Some("intruder".into());
+        spec.acquire_time = Some(now.clone());
+        spec.renew_time = Some(now);
+        spec.lease_duration_seconds = Some(300);
+        match leases.replace(LEASE, &PostParams::default(), &lease).await {
+            Ok(lease) => break lease,
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => panic!("overwriting the Lease: {e}"),
+        }
+    };
+
+    // The old leader notices at its next renew, stops its controllers and exits non-zero.
+    let status = leader.exited(Duration::from_secs(30)).await;
+    let log = leader.log();
+    assert!(!status.success(), "{status}: {log}");
+    assert!(log.contains("lost the leader Lease to intruder"), "{log}");
+    assert!(
+        log.contains("operator stopped: lost the leader Lease to intruder"),
+        "it stops through the graceful path: {log}"
+    );
+    assert!(log.contains("stopped reconciling"), "{log}");
+    // It neither took the Lease back nor released the intruder's.
+    let after = leases.get(LEASE).await.unwrap();
+    assert_eq!(after.resource_version(), taken.resource_version());
+    assert_eq!(
+        after.spec.unwrap().holder_identity.as_deref(),
+        Some("intruder")
+    );
+    assert_eq!(
+        remotes_named(&emu, "before-loss").len(),
+        1,
+        "the tenant is as the leader left it"
     );
 }

@@ -30,6 +30,11 @@ async fn main() -> ExitCode {
         Err(plugin::PluginError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
         }
+        // Differences found by `diff` are its answer, not an error (exit 1, as `kubectl diff`).
+        Err(e @ plugin::PluginError::Differences(_)) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()

@@ -50,20 +50,105 @@ pub fn truncate(message: &str, max: usize) -> String {
     format!("{}...", &message[..end])
 }
 
-/// Both conditions for an outcome: `Ready` and `Synced` agree except when the object is
-/// converged but suspended or waiting.
-pub fn pair(
+/// The kstatus condition saying work is in flight (abnormal-true: absent or `False` when
+/// nothing is).
+pub const RECONCILING: &str = "Reconciling";
+/// The kstatus condition saying only a person can make progress (abnormal-true).
+pub const STALLED: &str = "Stalled";
+
+/// Whether more happens by itself, in kstatus's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing in flight: the outcome stands until something changes.
+    Settled,
+    /// Work is in flight (a retry after a transient error, a run being followed), with its
+    /// own reason and message.
+    Reconciling {
+        /// A CamelCase reason, e.g. `TransientError` or `RunInProgress`.
+        reason: String,
+        /// What is in flight.
+        message: String,
+    },
+    /// Only a person can fix it (the outcome's reason says what).
+    Stalled,
+}
+
+/// How one reconcile reads in the conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict<'a> {
+    /// `Ready`: the tenant was seen matching the spec.
+    pub ready: ConditionStatus,
+    /// `Synced`: the last reconcile completed.
+    pub synced: ConditionStatus,
+    /// The outcome's reason (every condition that is not itself abnormal carries it).
+    pub reason: &'a str,
+    /// The outcome's message.
+    pub message: &'a str,
+    /// `Reconciling` / `Stalled`.
+    pub progress: Progress,
+}
+
+/// All four conditions of an outcome: `Ready`, `Synced`, and kstatus's `Reconciling` and
+/// `Stalled` (abnormal-true), each moving `lastTransitionTime` only when it flips.
+pub fn conditions(
     previous: &[Condition],
-    ready: ConditionStatus,
-    synced: ConditionStatus,
-    reason: &str,
-    message: &str,
+    v: &Verdict<'_>,
     generation: Option<i64>,
 ) -> Vec<Condition> {
+    let (reconciling, r_reason, r_message) = match &v.progress {
+        Progress::Reconciling { reason, message } => {
+            (ConditionStatus::True, reason.as_str(), message.as_str())
+        }
+        _ => (ConditionStatus::False, v.reason, v.message),
+    };
+    let stalled = if v.progress == Progress::Stalled {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
     vec![
-        condition(previous, READY, ready, reason, message, generation),
-        condition(previous, SYNCED, synced, reason, message, generation),
+        condition(previous, READY, v.ready, v.reason, v.message, generation),
+        condition(previous, SYNCED, v.synced, v.reason, v.message, generation),
+        condition(
+            previous,
+            RECONCILING,
+            reconciling,
+            r_reason,
+            r_message,
+            generation,
+        ),
+        condition(previous, STALLED, stalled, v.reason, v.message, generation),
     ]
+}
+
+/// The conditions of a failed reconcile: `Ready` and `Synced` false with the error's reason,
+/// and `Reconciling` (it is retried by itself) or `Stalled` (a person must act).
+pub fn failed(
+    previous: &[Condition],
+    reason: &str,
+    message: &str,
+    transient: bool,
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    let progress = if transient {
+        Progress::Reconciling {
+            reason: reason.to_owned(),
+            message: format!("retrying with backoff: {message}"),
+        }
+    } else {
+        Progress::Stalled
+    };
+    conditions(
+        previous,
+        &Verdict {
+            ready: ConditionStatus::False,
+            synced: ConditionStatus::False,
+            reason,
+            message,
+            progress,
+        },
+        generation,
+    )
 }
 
 #[cfg(test)]
@@ -94,6 +179,50 @@ mod tests {
             Some(2),
         );
         assert_ne!(flipped.last_transition_time, "2020-01-01T00:00:00Z");
+    }
+
+    fn by_type<'a>(conditions: &'a [Condition], t: &str) -> &'a Condition {
+        conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn failures_are_reconciling_or_stalled_never_both() {
+        let transient = failed(&[], "TransientError", "HTTP 503", true, Some(4));
+        assert_eq!(transient.len(), 4);
+        assert_eq!(
+            by_type(&transient, RECONCILING).status,
+            ConditionStatus::True
+        );
+        assert_eq!(by_type(&transient, RECONCILING).reason, "TransientError");
+        assert_eq!(by_type(&transient, STALLED).status, ConditionStatus::False);
+        assert_eq!(by_type(&transient, READY).status, ConditionStatus::False);
+        let stalled = failed(&transient, "InvalidSpec", "bad", false, Some(5));
+        assert_eq!(by_type(&stalled, STALLED).status, ConditionStatus::True);
+        assert_eq!(by_type(&stalled, STALLED).reason, "InvalidSpec");
+        assert_eq!(
+            by_type(&stalled, RECONCILING).status,
+            ConditionStatus::False
+        );
+        assert!(stalled.iter().all(|c| c.observed_generation == Some(5)));
+        // Ready stayed False: its transition time did not move.
+        assert_eq!(
+            by_type(&stalled, READY).last_transition_time,
+            by_type(&transient, READY).last_transition_time
+        );
+    }
+
+    #[test]
+    fn a_settled_success_has_neither_abnormal_condition() {
+        let v = Verdict {
+            ready: ConditionStatus::True,
+            synced: ConditionStatus::True,
+            reason: "Synced",
+            message: "ok",
+            progress: Progress::Settled,
+        };
+        let c = conditions(&[], &v, Some(1));
+        assert_eq!(by_type(&c, RECONCILING).status, ConditionStatus::False);
+        assert_eq!(by_type(&c, STALLED).status, ConditionStatus::False);
     }
 
     #[test]

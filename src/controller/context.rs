@@ -1,14 +1,14 @@
 //! What every reconcile shares: clients, views, stores, settings, and the error type.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::{
     backoff::{Backoff, random_up_to},
-    crd::{Connection, QlikAutomation, QlikAutomationSettings},
+    crd::{ConditionStatus, Connection, QlikAutomation, QlikAutomationSettings},
     qlik::{ClientPool, ErrorClass, QlikClient, QlikError},
 };
 use kube::{
@@ -48,11 +48,61 @@ pub struct Context {
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Recently read connection Secrets.
-    pub credentials: Arc<super::connection::CredentialCache>,
+    pub credentials: Arc<crate::connection::CredentialCache>,
     /// Reconciles `QlikAutomation`s on demand, e.g. when their tenant view recovers.
     pub wake: Arc<super::wake::Wakers<QlikAutomation>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// When the `objects` gauge was last swept of objects that no longer exist.
+    swept: Mutex<Option<Instant>>,
 }
+
+/// What a reconcile left in its object's `Ready` condition, for the `objects` gauge
+/// (see [`Context::account`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyReport<'a> {
+    /// `Ready` now has this status and reason.
+    Reports {
+        /// `True` or `False`.
+        ready: ConditionStatus,
+        /// The condition's reason, e.g. `Synced` or `Unauthorized`.
+        reason: &'a str,
+    },
+    /// The object is gone (its finalizer completed): it is no longer counted.
+    Gone,
+    /// The conditions were left as they were (a failing delete): counted as before.
+    Unchanged,
+}
+
+impl<'a> ReadyReport<'a> {
+    /// After a sync that records its outcome in the conditions: `ready` and `reason` when it
+    /// succeeded, `Ready=False` with the error's reason when it failed.
+    pub fn synced(
+        result: &Result<kube::runtime::controller::Action, Error>,
+        ready: ConditionStatus,
+        reason: &'a str,
+    ) -> ReadyReport<'a> {
+        match result {
+            Ok(_) => ReadyReport::Reports { ready, reason },
+            Err(e) => ReadyReport::Reports {
+                ready: ConditionStatus::False,
+                reason: e.reason(),
+            },
+        }
+    }
+
+    /// After a pass of the finalizer: gone once it succeeded; a failing delete leaves the
+    /// conditions as they were.
+    pub fn finalized(result: &Result<kube::runtime::controller::Action, Error>) -> ReadyReport<'a> {
+        match result {
+            Ok(_) => ReadyReport::Gone,
+            Err(_) => ReadyReport::Unchanged,
+        }
+    }
+}
+
+/// How often, at most, the `objects` gauge is swept of objects deleted without a reconcile
+/// seeing them go (a `QlikAutomationSettings` has no finalizer).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// A reconcile failure, with the class that decides the condition reason and the requeue.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +145,22 @@ impl Error {
             Error::Conflict(_) => "Conflict",
             Error::NotFound(_) | Error::RemoteGone(_) => "NotFound",
             Error::Forbidden(_) => "Forbidden",
+        }
+    }
+
+    /// Whether trying again may succeed with no change by anyone (an outage, a 429, a
+    /// failing apiserver): the object is `Reconciling`. Otherwise only a person can fix it
+    /// (a refused key, a spec the tenant refuses, a conflict): the object is `Stalled`.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Kube(_) => true,
+            Error::Qlik(e) => e.is_transient(),
+            Error::Connection(_)
+            | Error::InvalidSpec(_)
+            | Error::Conflict(_)
+            | Error::NotFound(_)
+            | Error::Forbidden(_)
+            | Error::RemoteGone(_) => false,
         }
     }
 
@@ -147,15 +213,24 @@ impl Error {
     }
 }
 
+/// `namespace/name` of an object, as the `objects` gauge keys it.
+fn object_key<K: Resource>(obj: &K) -> String {
+    format!(
+        "{}/{}",
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
 /// The error of a connection that could not be resolved. Failing to *reach* the apiserver
 /// (an outage, a timeout, a 5xx or 429 while reading the Secret) is a transient Kubernetes
 /// error, retried quickly; only an answer about the Secret itself (missing, incomplete, not
 /// readable with the operator's RBAC) is a `ConnectionError` a person must fix, retried
 /// slowly. Classifying an apiserver outage as the latter made objects wait up to ten minutes
 /// after it ended.
-fn connection_error(e: super::connection::ConnectionError) -> Error {
+fn connection_error(e: crate::connection::ConnectionError) -> Error {
     match e {
-        super::connection::ConnectionError::Read { source, .. } if !answered_about(&source) => {
+        crate::connection::ConnectionError::Read { source, .. } if !answered_about(&source) => {
             Error::Kube(source)
         }
         e => Error::Connection(e.to_string()),
@@ -188,7 +263,7 @@ impl Context {
         settings: super::Stores<QlikAutomationSettings>,
         config: OperatorSettings,
         metrics: Arc<Metrics>,
-        credentials: Arc<super::connection::CredentialCache>,
+        credentials: Arc<crate::connection::CredentialCache>,
         wake: Arc<super::wake::Wakers<QlikAutomation>>,
     ) -> Context {
         let recorder = Recorder::new(
@@ -210,19 +285,35 @@ impl Context {
             credentials,
             wake,
             failures: Mutex::new(HashMap::new()),
+            swept: Mutex::new(None),
         }
     }
 
-    /// Counts a reconcile of `kind` in the metrics and in `key`'s failure streak; for a
-    /// failure, returns how many failures in a row came before it (0 for the first).
-    pub fn account(
+    /// Counts a reconcile of `obj` (of `kind`, `QlikAutomation` or `QlikAutomationSettings`)
+    /// in the metrics and in `key`'s failure streak, and counts the object under what its
+    /// `Ready` condition now says (`ready`); for a failure, returns how many failures in a
+    /// row came before it (0 for the first).
+    pub fn account<K: Resource<DynamicType = ()>>(
         &self,
         kind: &str,
+        obj: &K,
         key: &str,
-        started: std::time::Instant,
+        started: Instant,
         result: &Result<kube::runtime::controller::Action, Error>,
+        ready: ReadyReport<'_>,
     ) -> u32 {
+        debug_assert_eq!(kind, K::kind(&()));
         let seconds = started.elapsed().as_secs_f64();
+        let object = object_key(obj);
+        match ready {
+            ReadyReport::Reports { ready, reason } => {
+                self.metrics
+                    .object_ready(kind, &object, Some((ready, reason)))
+            }
+            ReadyReport::Gone => self.metrics.object_ready(kind, &object, None),
+            ReadyReport::Unchanged => {}
+        }
+        self.sweep_objects();
         match result {
             Ok(_) => {
                 self.record_success(key);
@@ -262,6 +353,39 @@ impl Context {
         message
     }
 
+    /// Stops counting, in the `objects` gauge, the objects no longer in the watch stores
+    /// (deleted without a reconcile seeing them go); at most every [`SWEEP_EVERY`].
+    fn sweep_objects(&self) {
+        {
+            let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            if swept.is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
+                return;
+            }
+            *swept = Some(Instant::now());
+        }
+        let listed_at = Instant::now();
+        let automations: HashSet<String> = self
+            .automations
+            .state()
+            .iter()
+            .map(|o| object_key(o.as_ref()))
+            .collect();
+        let settings: HashSet<String> = self
+            .settings
+            .state()
+            .iter()
+            .map(|o| object_key(o.as_ref()))
+            .collect();
+        self.metrics
+            .retain_objects(&QlikAutomation::kind(&()), listed_at, |o| {
+                automations.contains(o)
+            });
+        self.metrics
+            .retain_objects(&QlikAutomationSettings::kind(&()), listed_at, |o| {
+                settings.contains(o)
+            });
+    }
+
     /// Counts a failure of `key` and returns how many in a row it has now.
     fn record_failure(&self, key: &str) -> u32 {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -292,7 +416,7 @@ impl Context {
         namespace: &str,
         connection: Option<&Connection>,
     ) -> Result<QlikClient, Error> {
-        let (secret_ns, secret_name) = super::connection::secret_of(
+        let (secret_ns, secret_name) = crate::connection::secret_of(
             namespace,
             connection,
             self.config.default_connection.as_ref(),
@@ -301,7 +425,7 @@ impl Context {
         let credentials = match self.credentials.get(&secret_ns, &secret_name) {
             Some(c) => c,
             None => {
-                let c = super::connection::read_secret(&self.kube, &secret_ns, &secret_name)
+                let c = crate::connection::read_secret(&self.kube, &secret_ns, &secret_name)
                     .await
                     .map_err(connection_error)?;
                 self.credentials.put(&secret_ns, &secret_name, c.clone());
@@ -338,7 +462,7 @@ impl Context {
 #[cfg(test)]
 mod connection_error_tests {
     use super::*;
-    use crate::controller::connection::ConnectionError;
+    use crate::connection::ConnectionError;
 
     fn read(source: kube::Error) -> ConnectionError {
         ConnectionError::Read {

@@ -4,7 +4,12 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::qlik::model::{Automation, AutomationRequest, AutomationState, ScheduleRequest};
+use std::collections::BTreeMap;
+
+use crate::{
+    crd::{QlikAutomation, automation::ConfigMapKeyRef},
+    qlik::model::{Automation, AutomationRequest, AutomationState, ScheduleRequest},
+};
 
 /// The remote state a `QlikAutomation` spec asks for, with references already resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +53,66 @@ impl Desired {
         });
         let hash = Sha256::digest(canonical.to_string().as_bytes());
         hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The workspace a `configMapKeyRef` names, from the ConfigMap's `data` (`None`: there is no
+/// such ConfigMap), refused with a message naming the field. The reconciler and
+/// `kubectl qlik diff` both resolve `workspaceFrom` through it.
+pub fn workspace_from_data(
+    ns: &str,
+    r: &ConfigMapKeyRef,
+    data: Option<&BTreeMap<String, String>>,
+) -> Result<Value, String> {
+    let data = data.ok_or_else(|| {
+        format!(
+            "spec.workspaceFrom: ConfigMap {ns}/{} does not exist",
+            r.name
+        )
+    })?;
+    let text = data.get(&r.key).ok_or_else(|| {
+        format!(
+            "spec.workspaceFrom: ConfigMap {ns}/{} has no key {:?}",
+            r.name, r.key
+        )
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "spec.workspaceFrom: ConfigMap {ns}/{} key {:?} is not JSON: {e}",
+            r.name, r.key
+        )
+    })?;
+    if !value.is_object() {
+        return Err(format!(
+            "spec.workspaceFrom: ConfigMap {ns}/{} key {:?} must hold a JSON object",
+            r.name, r.key
+        ));
+    }
+    Ok(value)
+}
+
+/// The desired remote state of `obj` (the reconciler's and `kubectl qlik diff`'s); `resolved` is the
+/// workspace `spec.workspaceFrom` names (an inline `spec.workspace` wins, as in the CRD's
+/// validation they never both appear).
+pub fn desired(obj: &QlikAutomation, resolved: Option<Value>) -> Desired {
+    let spec = &obj.spec;
+    Desired {
+        name: obj.remote_name(),
+        description: spec.description.clone(),
+        enabled: spec.enabled,
+        schedules: spec
+            .schedules
+            .iter()
+            .map(|s| ScheduleRequest {
+                start_at: Some(s.start_at.clone()),
+                stop_at: s.stop_at.clone(),
+                interval: Some(s.interval),
+                timezone: Some(s.timezone.clone()),
+                recurrence: None,
+            })
+            .collect(),
+        workspace: spec.workspace.clone().or(resolved),
+        owner_id: spec.owner_id.clone(),
     }
 }
 
@@ -156,10 +221,19 @@ pub fn plan(desired: &Desired, remote: &Automation) -> Vec<Action> {
     actions
 }
 
-/// Plans the writes after a create or copy made `remote`: as [`plan`], but a freshly created
-/// automation already has the update's content unless it was copied.
-pub fn plan_after_create(desired: &Desired, remote: &Automation) -> Vec<Action> {
-    plan(desired, remote)
+/// The spec fields the remote differs in, by their spec names (`name`, `description`,
+/// `schedules`, `workspace`, `enabled`, `ownerId`): what [`plan`] would write, named for
+/// people (drift reports, `kubectl qlik diff`).
+pub fn drift(desired: &Desired, remote: &Automation) -> Vec<&'static str> {
+    let mut fields = differences(desired, remote);
+    for action in plan(desired, remote) {
+        match action {
+            Action::Update(_) => {}
+            Action::Enable | Action::Disable => fields.push("enabled"),
+            Action::Move(_) => fields.push("ownerId"),
+        }
+    }
+    fields
 }
 
 /// Whether the object must fetch the remote's detail this time, or the list view suffices.

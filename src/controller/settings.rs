@@ -13,8 +13,9 @@ use crate::{
 };
 
 use super::{
-    conditions::pair,
-    context::{Context, Error},
+    conditions::{self, Progress, Verdict},
+    context::{Context, Error, ReadyReport},
+    decide::{self, Claim},
     status,
 };
 
@@ -35,7 +36,8 @@ pub async fn reconcile(
         return Ok(Requeue::await_change());
     }
     let result = sync(&obj, &ctx).await;
-    let failures = ctx.account(KIND, &key, started, &result);
+    let ready = ReadyReport::synced(&result, ConditionStatus::True, "Synced");
+    let failures = ctx.account(KIND, &*obj, &key, started, &result, ready);
     match result {
         Ok(requeue) => Ok(requeue),
         Err(err) => {
@@ -43,12 +45,11 @@ pub async fn reconcile(
             let old = obj.status.clone().unwrap_or_default();
             let status = QlikAutomationSettingsStatus {
                 observed_generation: obj.metadata.generation,
-                conditions: pair(
+                conditions: conditions::failed(
                     &old.conditions,
-                    ConditionStatus::False,
-                    ConditionStatus::False,
                     err.reason(),
                     &message,
+                    err.is_transient(),
                     obj.metadata.generation,
                 ),
                 ..old.clone()
@@ -74,23 +75,22 @@ async fn sync(obj: &QlikAutomationSettings, ctx: &Context) -> Result<Requeue, Er
     let tenant = client.base().to_string();
 
     // The oldest Settings object of a tenant owns it; any later one is a conflict.
-    let me = (obj.creation_timestamp(), obj.namespace(), obj.name_any());
-    for other in ctx.settings.state() {
-        if other.uid() == obj.uid() || other.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let theirs = (
-            other.creation_timestamp(),
-            other.namespace(),
-            other.name_any(),
-        );
-        if theirs < me && tenant_of(ctx, &other).await.as_deref() == Some(tenant.as_str()) {
-            return Err(Error::Conflict(format!(
-                "QlikAutomationSettings {}/{} already manages the settings of {tenant}",
-                other.namespace().unwrap_or_default(),
-                other.name_any()
-            )));
-        }
+    let others = ctx.settings.state();
+    let mut tenants = Vec::with_capacity(others.len());
+    for other in &others {
+        tenants.push(tenant_of(ctx, other).await);
+    }
+    let claims = others
+        .iter()
+        .zip(&tenants)
+        .map(|(o, t)| Claim::of(&o.metadata, t.as_deref()));
+    if let Some(first) =
+        decide::first_claimant(&Claim::of(&obj.metadata, Some(&tenant)), claims, &tenant)
+    {
+        return Err(Error::Conflict(format!(
+            "QlikAutomationSettings {} already manages the settings of {tenant}",
+            first.key()
+        )));
     }
 
     let mut observed = client.get_settings().await?;
@@ -119,12 +119,15 @@ async fn sync(obj: &QlikAutomationSettings, ctx: &Context) -> Result<Requeue, Er
         usage: usage.or(old.usage.clone()),
         usage_missing,
         observed_generation: generation,
-        conditions: pair(
+        conditions: conditions::conditions(
             &old.conditions,
-            ConditionStatus::True,
-            ConditionStatus::True,
-            "Synced",
-            "the tenant's settings match the spec",
+            &Verdict {
+                ready: ConditionStatus::True,
+                synced: ConditionStatus::True,
+                reason: "Synced",
+                message: "the tenant's settings match the spec",
+                progress: Progress::Settled,
+            },
             generation,
         ),
         last_sync_time: old.last_sync_time.clone(),

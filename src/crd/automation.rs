@@ -97,6 +97,14 @@ pub struct QlikAutomationSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
+    /// `Full` (default): the operator creates, updates and deletes the remote to match.
+    /// `Observe`: it never writes to the tenant. It needs the
+    /// `automations.qlik.dev/automation-id` annotation (nothing is created), mirrors the
+    /// remote into status, reports drift without setting it back, and deleting the object
+    /// never deletes the remote.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+
     /// While true the operator makes no changes to the tenant; status still shows what it
     /// observes.
     #[serde(default)]
@@ -174,6 +182,16 @@ pub enum DeletionPolicy {
     Orphan,
 }
 
+/// How far the operator may act on the remote automation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Create, update, enable, disable, move and delete the remote to match the spec.
+    #[default]
+    Full,
+    /// Read only: adopt by id, mirror the remote into status, report drift, never write.
+    Observe,
+}
+
 /// What the operator observes of the remote automation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -227,6 +245,10 @@ pub struct QlikAutomationStatus {
     /// The last `reconcile.fluxcd.io/requestedAt` value handled (Flux's convention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+    /// The spec fields the remote differs in, as last compared, while they are not set back
+    /// (`managementPolicy: Observe`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drifted_fields: Vec<String>,
     /// A digest of the desired remote state last applied, so that a spec change is noticed
     /// without fetching the remote.
     #[serde(default, skip_serializing_if = "Option::is_none")]

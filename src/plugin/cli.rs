@@ -5,6 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 
 use super::{duration, render::OutputFormat};
+use crate::crd::automation::DeletionPolicy;
 
 const ABOUT: &str =
     "Run, inspect and nudge Qlik Cloud automations managed by QlikAutomation objects";
@@ -14,9 +15,10 @@ Run, inspect and nudge Qlik Cloud automations managed by QlikAutomation objects.
 
 The operator makes automations declarative; this plugin covers the imperative side: start a
 run and follow it, list runs, print a run's log, retry or stop a run, summarise an
-automation's state, and ask the operator to reconcile now.
+automation's state, and ask the operator to reconcile now. `export` writes a tenant's
+automations as manifests, and `diff` shows what applying manifests would change in a tenant.
 
-Each command names a QlikAutomation. The plugin reads the object (namespace from
+Every command but export and diff names a QlikAutomation. The plugin reads the object (namespace from
 -n/--namespace, else the kubeconfig context's namespace, else `default`), its
 status.automationId, and the tenant URL and API key from its connection Secret, then calls
 the tenant's Automations API directly, with the same client, rate limits and retries as the
@@ -25,7 +27,8 @@ connection Secret (`patch` on qlikautomations for `reconcile`). The API key and 
 tokens are never printed.
 
 Exit status: 0 on success, 1 on an error, 2 on a usage error, 3 when a run waited for ended
-failed or stopped, 4 when --timeout elapsed.";
+failed or stopped, 4 when --timeout elapsed. `diff` exits as `kubectl diff` does: 0 without
+differences, 1 with differences, 2 on an error.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -33,7 +36,9 @@ Examples:
   kubectl qlik run nightly-reload --inputs '{\"day\":\"2026-01-31\"}' --wait
   kubectl qlik logs nightly-reload
   kubectl qlik status nightly-reload -o yaml
-  kubectl qlik reconcile nightly-reload --timeout 2m";
+  kubectl qlik reconcile nightly-reload --timeout 2m
+  kubectl qlik export --connection qlik-tenant --output-dir automations/
+  kubectl qlik diff -k automations/";
 
 /// `kubectl qlik`: the imperative side of QlikAutomation objects.
 #[derive(Debug, Parser)]
@@ -140,6 +145,37 @@ when it is not True, 4 when --timeout elapses first.",
         after_help = "Example:\n  kubectl qlik reconcile nightly-reload --timeout 2m"
     )]
     Reconcile(ReconcileArgs),
+    /// Write a tenant's automations as a kustomize directory of QlikAutomation manifests.
+    #[command(
+        long_about = "Write a tenant's automations as a kustomize directory: one QlikAutomation \
+manifest per remote automation (adopting it through the automations.qlik.dev/automation-id \
+annotation), its workspace as workspaces/NAME.json in a configMapGenerator, and a \
+kustomization.yaml listing them. Only reads the tenant: the list (200 per page, every page) \
+and one GET per automation, with the operator's client, rate limits and retries.\n\n\
+`kubectl apply -k DIR` then adopts every automation without changing it: each manifest says \
+exactly what the tenant has (name, description, enabled, schedules, workspace; ownerId with \
+--include-owner). Names are derived from the remote names (lowercase, other characters as \
+`-`, at most 63); a name taken twice, or empty, gets a suffix of the remote id. The same \
+tenant always gives the same bytes. Files of an earlier export into DIR that are no longer \
+listed are removed.",
+        after_help = "Examples:\n  kubectl qlik export --connection qlik-tenant --output-dir automations/\n  kubectl qlik export --connection qlik-dev --output-dir dev/ --filter 'runMode eq \"scheduled\"' --observe\n  kubectl apply -k automations/"
+    )]
+    Export(ExportArgs),
+    /// Show what applying QlikAutomation manifests would change in the tenant.
+    #[command(
+        long_about = "Show what applying QlikAutomation manifests would change in the tenant, \
+computed with the operator's own plan: for each QlikAutomation in -f FILE (YAML or JSON, \
+several documents, `-` for stdin) or in the output of `kubectl kustomize DIR` (-k; the \
+kubectl of $QAO_KUBECTL, else the one on PATH), the workspace is read from the ConfigMaps \
+of the same manifests (else from the cluster), the remote is found by the \
+automations.qlik.dev/automation-id annotation (else the one the live object in the cluster \
+is linked to, else it would be created), and every field that would change is printed with \
+its old and new value, the workspace as a unified diff.\n\n\
+Only reads. Exit status as `kubectl diff`: 0 when nothing would change, 1 when something \
+would, 2 on an error.",
+        after_help = "Examples:\n  kubectl qlik diff -f automation.yaml\n  kubectl qlik diff -k overlays/prod\n  kubectl qlik diff -k automations/ --connection qlik-prod"
+    )]
+    Diff(DiffArgs),
 }
 
 /// Flags of `runs`.
@@ -238,6 +274,75 @@ pub struct ReconcileArgs {
     pub timeout: Duration,
 }
 
+/// Flags of `export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The Secret (in the namespace) with tenantUrl and apiKey; also the connection every
+    /// manifest names.
+    #[arg(long, value_name = "SECRET")]
+    pub connection: String,
+    /// Where to write the kustomize directory (created when missing).
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: PathBuf,
+    /// Only automations matching this filter of the Automations API (SCIM syntax, e.g.
+    /// `name eq "Nightly reload"` or `runMode eq "scheduled"`).
+    #[arg(long, value_name = "SCIM")]
+    pub filter: Option<String>,
+    /// Write `managementPolicy: Observe`: the operator mirrors the automations and never
+    /// writes to the tenant.
+    #[arg(long)]
+    pub observe: bool,
+    /// The deletionPolicy of every manifest: Orphan (deleting the object leaves the remote)
+    /// or Delete.
+    #[arg(long, value_enum, default_value_t = DeletionPolicyArg::Orphan, ignore_case = true)]
+    pub deletion_policy: DeletionPolicyArg,
+    /// Write each automation's current owner as `ownerId` (moving it back needs a tenant
+    /// admin's key).
+    #[arg(long)]
+    pub include_owner: bool,
+}
+
+/// `--deletion-policy`, spelled as in the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeletionPolicyArg {
+    /// Deleting the object deletes the remote automation.
+    #[value(name = "Delete")]
+    Delete,
+    /// Deleting the object leaves the remote automation.
+    #[value(name = "Orphan")]
+    Orphan,
+}
+
+impl From<DeletionPolicyArg> for DeletionPolicy {
+    fn from(p: DeletionPolicyArg) -> DeletionPolicy {
+        match p {
+            DeletionPolicyArg::Delete => DeletionPolicy::Delete,
+            DeletionPolicyArg::Orphan => DeletionPolicy::Orphan,
+        }
+    }
+}
+
+/// Flags of `diff`.
+#[derive(Debug, Clone, Args)]
+pub struct DiffArgs {
+    /// A manifest file (several YAML documents allowed; `-` for stdin).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE",
+        required_unless_present = "kustomize",
+        conflicts_with = "kustomize"
+    )]
+    pub filename: Option<PathBuf>,
+    /// A kustomize directory, built with `kubectl kustomize DIR`.
+    #[arg(short = 'k', long = "kustomize", value_name = "DIR")]
+    pub kustomize: Option<PathBuf>,
+    /// Compare with the tenant of this Secret (in each object's namespace) instead of the
+    /// one the manifests name.
+    #[arg(long, value_name = "SECRET")]
+    pub connection: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +373,50 @@ mod tests {
                 assert_eq!((a.name.as_str(), a.limit), ("nightly", 5));
                 assert_eq!(a.output, OutputFormat::Json);
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn export_and_diff_parse_their_flags() {
+        let cli = Cli::try_parse_from([
+            "kubectl-qlik",
+            "export",
+            "--connection",
+            "qlik",
+            "--output-dir",
+            "out",
+            "--deletion-policy",
+            "Delete",
+            "--observe",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Export(a) => {
+                assert_eq!(a.deletion_policy, DeletionPolicyArg::Delete);
+                assert!(a.observe && !a.include_owner && a.filter.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "kubectl-qlik",
+            "export",
+            "--connection",
+            "q",
+            "--output-dir",
+            "o",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Export(a) => assert_eq!(a.deletion_policy, DeletionPolicyArg::Orphan),
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["kubectl-qlik", "export", "--output-dir", "o"]).is_err());
+        assert!(Cli::try_parse_from(["kubectl-qlik", "diff"]).is_err());
+        assert!(Cli::try_parse_from(["kubectl-qlik", "diff", "-f", "a", "-k", "b"]).is_err());
+        let cli = Cli::try_parse_from(["kubectl-qlik", "diff", "-k", "dir", "-n", "x"]).unwrap();
+        match cli.command {
+            Command::Diff(a) => assert_eq!(a.kustomize, Some(PathBuf::from("dir"))),
             other => panic!("{other:?}"),
         }
     }

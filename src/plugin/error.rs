@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::{
-    controller::connection::ConnectionError,
+    connection::ConnectionError,
     qlik::{ErrorClass, QlikError},
 };
 
@@ -14,6 +14,10 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_RUN_UNSUCCESSFUL: u8 = 3;
 /// Exit status when `--timeout` elapsed before the awaited change happened.
 pub const EXIT_TIMEOUT: u8 = 4;
+/// Exit status of `diff` when something would change (as `kubectl diff`).
+pub const EXIT_DIFFERENCES: u8 = 1;
+/// Exit status of `diff` on an error (`kubectl diff` exits above 1).
+pub const EXIT_DIFF_ERROR: u8 = 2;
 
 /// Why a `kubectl qlik` command failed. The Display text is what the user reads on stderr;
 /// none of it ever contains the API key.
@@ -94,6 +98,16 @@ pub enum PluginError {
     /// Encoding the output failed.
     #[error("cannot encode the output: {0}")]
     Encode(String),
+    /// A local file, directory or command (`kubectl kustomize`) failed, or manifests are
+    /// unreadable.
+    #[error("{0}")]
+    Local(String),
+    /// `diff` found objects that applying the manifests would change.
+    #[error("{0}")]
+    Differences(String),
+    /// `diff` could not compare everything: exit 2, as `kubectl diff` exits above 1.
+    #[error("{0}")]
+    DiffFailed(Box<PluginError>),
 }
 
 impl PluginError {
@@ -102,6 +116,8 @@ impl PluginError {
         ExitCode::from(match self {
             PluginError::RunUnsuccessful { .. } => EXIT_RUN_UNSUCCESSFUL,
             PluginError::Timeout(_) => EXIT_TIMEOUT,
+            PluginError::Differences(_) => EXIT_DIFFERENCES,
+            PluginError::DiffFailed(_) => EXIT_DIFF_ERROR,
             _ => EXIT_ERROR,
         })
     }
@@ -259,6 +275,13 @@ mod tests {
         assert_eq!(
             PluginError::Usage("u".into()).exit_code(),
             ExitCode::from(EXIT_ERROR)
+        );
+        let failed = PluginError::DiffFailed(Box::new(PluginError::Local("no such file".into())));
+        assert_eq!(failed.exit_code(), ExitCode::from(EXIT_DIFF_ERROR));
+        assert_eq!(failed.to_string(), "no such file");
+        assert_eq!(
+            PluginError::Differences("d".into()).exit_code(),
+            ExitCode::from(EXIT_DIFFERENCES)
         );
     }
 }

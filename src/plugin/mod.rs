@@ -3,9 +3,13 @@
 //! The operator keeps automations declarative; people still need to start a run now, read
 //! why the last one failed, or make the operator look again. The plugin resolves a
 //! QlikAutomation to its remote id and its connection Secret (through
-//! [`controller::connection::resolve`](crate::controller::connection::resolve), like the
+//! [`connection::resolve`](crate::connection::resolve), like the
 //! operator) and calls the tenant with the project's own [`QlikClient`](crate::qlik::QlikClient),
 //! so rate limits, retries and error classes are the same.
+//!
+//! Two commands work on manifests instead: `export` writes a tenant as a kustomize
+//! directory ([`exported`]), and `diff` shows what applying manifests would change
+//! ([`manifests`]), with the reconciler's own [`plan`](crate::controller::plan::plan).
 //!
 //! The binary (`src/bin/kubectl-qlik.rs`) only parses [`Cli`] and calls [`run`]; everything
 //! else lives here so tests can drive it.
@@ -14,7 +18,10 @@ pub mod cli;
 pub mod commands;
 pub mod duration;
 pub mod error;
+pub mod exported;
 pub mod follow;
+pub mod linediff;
+pub mod manifests;
 pub mod render;
 pub mod target;
 
@@ -35,7 +42,11 @@ pub struct Io<'a> {
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<(), PluginError> {
-    let cluster = Cluster::connect(&cli.global).await?;
+    let cluster = match &cli.command {
+        // `diff` reads its manifests before connecting, and maps every failure to exit 2.
+        Command::Diff(args) => return commands::diff::execute(&cli.global, args, io).await,
+        _ => Cluster::connect(&cli.global).await?,
+    };
     match cli.command {
         Command::Runs(args) => commands::runs::execute(&cluster, &args, io).await,
         Command::Run(args) => commands::run::execute(&cluster, &args, io).await,
@@ -44,5 +55,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> Result<(), PluginError> {
         Command::Stop(args) => commands::actions::stop(&cluster, &args, io).await,
         Command::Status(args) => commands::status::execute(&cluster, &args, io).await,
         Command::Reconcile(args) => commands::reconcile::execute(&cluster, &args, io).await,
+        Command::Export(args) => commands::export::execute(&cluster, &args, io).await,
+        Command::Diff(_) => Ok(()), // handled above
     }
 }

@@ -93,10 +93,13 @@ pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 pub fn time(text: Option<&str>) -> String {
     match text {
         None | Some("") => "-".into(),
-        Some(t) => parse_time(t)
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-            .unwrap_or_else(|| t.to_owned()),
+        Some(t) => parse_time(t).map(utc).unwrap_or_else(|| t.to_owned()),
     }
+}
+
+/// A point in time as [`time`] shows it: whole seconds in UTC (`2026-01-02T03:04:05Z`).
+pub fn utc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// How long ago `text` was, kubectl-style (`42s`, `3m05s`), or `-`.
@@ -323,6 +326,10 @@ mod tests {
         assert_eq!(age(Some("2026-03-01T11:58:00Z"), now()), "2m00s");
         assert_eq!(age(None, now()), "-");
         assert_eq!(time(Some("not a time")), "not a time");
+        assert_eq!(
+            utc(parse_time("2026-03-01T12:00:00.987+01:00").unwrap()),
+            "2026-03-01T11:00:00Z"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use kube::{
 
 use super::{PluginError, cli::GlobalArgs};
 use crate::{
-    controller::connection::{self, Credentials},
+    connection::{self, Credentials},
     crd::{ConditionStatus, QlikAutomation},
     qlik::{ClientConfig, QlikClient},
 };

@@ -9,7 +9,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::{
-    endpoint::Endpoint,
+    endpoint::{Endpoint, Tier},
     error::QlikError,
     filter::Filter,
     model::{
@@ -17,8 +17,9 @@ use super::{
         MoveRequest, Page, Run, RunRequest, Settings, UsageEntry, UsageList,
     },
     query::ListParams,
-    ratelimit::{RateLimiter, RateLimits},
+    ratelimit::{RateLimiter, RateLimits, ReportedBudget},
     retry::{Decision, RetryPolicy},
+    telemetry::{Answer, Budget, Caller, Telemetry},
 };
 
 /// An API key: a credential, so neither `Debug` nor `Display` shows it.
@@ -68,6 +69,9 @@ pub struct ClientConfig {
     /// Skip TLS certificate verification. Dangerous: only for test tenants behind
     /// self-signed certificates.
     pub insecure_skip_tls_verify: bool,
+    /// Told about every request sent, every wait for a send slot and the rate budget left
+    /// (see [`Telemetry`]); `None` reports nothing.
+    pub telemetry: Option<Arc<dyn Telemetry>>,
 }
 
 impl ClientConfig {
@@ -81,6 +85,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             rate_limits: RateLimits::default(),
             insecure_skip_tls_verify: false,
+            telemetry: None,
         }
     }
 }
@@ -127,6 +132,9 @@ pub struct QlikClient {
     key: ApiKey,
     limiter: Arc<RateLimiter>,
     retry: RetryPolicy,
+    /// The tenant and key digest observations are labelled with.
+    caller: Arc<Caller>,
+    telemetry: Option<Arc<dyn Telemetry>>,
 }
 
 impl fmt::Debug for QlikClient {
@@ -172,13 +180,21 @@ impl QlikClient {
             .tls_danger_accept_invalid_certs(config.insecure_skip_tls_verify)
             .build()
             .map_err(|e| QlikError::Invalid(format!("cannot build the HTTP client: {e}")))?;
-        Ok(QlikClient {
+        let client = QlikClient {
+            caller: Arc::new(Caller::new(&base, config.api_key.expose())),
             http,
             base,
             key: config.api_key,
             limiter,
             retry: config.retry,
-        })
+            telemetry: config.telemetry,
+        };
+        // The budget is known before the first request, so dashboards see the limits of
+        // every tenant and key in use.
+        for tier in [Tier::Tier1, Tier::Tier2] {
+            client.report_budget(tier);
+        }
+        Ok(client)
     }
 
     /// The API base URL (`https://host/api/`).
@@ -189,10 +205,12 @@ impl QlikClient {
     /// A stable identity of the tenant and user this client speaks for, without the key:
     /// the API base plus a short digest of the key.
     pub fn identity(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(self.key.expose().as_bytes());
-        let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("{}#{short}", self.base)
+        format!("{}#{}", self.base, self.caller.identity)
+    }
+
+    /// The tenant and key digest this client's observations are reported with.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 
     /// The shared rate limiter.
@@ -229,7 +247,7 @@ impl QlikClient {
         let mut attempt = 1;
         loop {
             if authenticated {
-                self.limiter.acquire(endpoint.tier()).await;
+                self.acquire(endpoint.tier()).await;
             }
             let error = match self
                 .send_once(
@@ -249,6 +267,7 @@ impl QlikClient {
                     endpoint.tier(),
                     retry_after.unwrap_or(Duration::from_secs(1)),
                 );
+                self.report_budget(endpoint.tier());
             }
             match self.retry.decide(endpoint, attempt, &error) {
                 Decision::GiveUp => return Err(error),
@@ -265,6 +284,45 @@ impl QlikClient {
         }
     }
 
+    /// Reserves a send slot of `tier` in the shared limiter and waits for it, reporting the
+    /// budget left when the slot is reserved and again when it is used (a slot reserved
+    /// behind a 429's block reports 0, which would otherwise stand after the block ended),
+    /// and the wait.
+    async fn acquire(&self, tier: Tier) {
+        let at = self.limiter.reserve(tier);
+        // Taken after the reservation, so a slot free at once is a wait of exactly zero.
+        let now = tokio::time::Instant::now();
+        self.report_budget(tier);
+        if at > now {
+            tokio::time::sleep_until(at).await;
+            self.report_budget(tier);
+        }
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.waited(&self.caller, tier, at.saturating_duration_since(now));
+        }
+    }
+
+    /// Reports what the limiter believes is left of `tier`'s budget.
+    fn report_budget(&self, tier: Tier) {
+        if let Some(telemetry) = &self.telemetry {
+            let budget = Budget {
+                remaining: self.limiter.remaining(tier),
+                limit: self.limiter.limits().per_window(tier),
+            };
+            telemetry.budget(&self.caller, tier, budget);
+        }
+    }
+
+    /// Reports how a request to the API ended. Downloads of pre-signed URLs
+    /// (`authenticated` false) are not API calls and count against no budget: not reported.
+    fn report_answer(&self, endpoint: Endpoint, authenticated: bool, answer: Answer) {
+        if authenticated && let Some(telemetry) = &self.telemetry {
+            telemetry.answered(&self.caller, endpoint.tier(), endpoint, answer);
+        }
+    }
+
+    /// Sends one request and reads its answer; reports it (exactly once) as soon as its
+    /// status, or the failure to get one, is known.
     async fn send_once(
         &self,
         endpoint: Endpoint,
@@ -282,11 +340,27 @@ impl QlikClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_vec());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(endpoint, e))?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let error = transport_error(endpoint, e);
+                let answer = match error {
+                    QlikError::Timeout { .. } => Answer::Timeout,
+                    _ => Answer::Transport,
+                };
+                self.report_answer(endpoint, authenticated, answer);
+                return Err(error);
+            }
+        };
         let status = response.status().as_u16();
+        self.report_answer(endpoint, authenticated, Answer::Status(status));
+        // What the tenant says about the budget, on every answer (a 429 included). Only API
+        // calls count against it; a pre-signed download's headers are someone else's.
+        if authenticated
+            && let Some(budget) = reported_budget(response.headers(), chrono::Utc::now())
+        {
+            self.limiter.record_reported(endpoint.tier(), budget);
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -660,6 +734,28 @@ fn decode<T: DeserializeOwned>(endpoint: Endpoint, bytes: &[u8]) -> Result<T, Ql
     })
 }
 
+/// The `Ratelimit-*` headers of an answer that arrived at `seen_at`, when all three are there
+/// once each and believable (see [`ReportedBudget::parse`]).
+fn reported_budget(
+    headers: &reqwest::header::HeaderMap,
+    seen_at: chrono::DateTime<chrono::Utc>,
+) -> Option<ReportedBudget> {
+    // A header sent twice is ambiguous: which one would be the tenant's?
+    let one = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => v.to_str().ok(),
+            _ => None,
+        }
+    };
+    ReportedBudget::parse(
+        one("ratelimit-limit"),
+        one("ratelimit-remaining"),
+        one("ratelimit-reset"),
+        seen_at,
+    )
+}
+
 /// Describes a reqwest failure without headers (so never the key), with its causes.
 fn transport_error(endpoint: Endpoint, error: reqwest::Error) -> QlikError {
     if error.is_timeout() {
@@ -738,6 +834,40 @@ mod tests {
     }
 
     #[test]
+    fn rate_limit_headers_are_read_whatever_their_case_and_once_each() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let seen = chrono::DateTime::parse_from_rfc3339("2026-12-02T07:14:23Z")
+            .unwrap()
+            .to_utc();
+        let reset = (seen.timestamp() + 37).to_string();
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, HeaderValue::from_str(value).unwrap());
+            }
+            map
+        };
+        let all = [
+            ("Ratelimit-Limit", "1000"),
+            ("RateLimit-Remaining", "963"),
+            ("ratelimit-reset", reset.as_str()),
+        ];
+        let budget = reported_budget(&headers(&all), seen).unwrap();
+        assert_eq!(
+            (budget.limit, budget.remaining, budget.used()),
+            (1000, 963, 37)
+        );
+        assert_eq!(budget.reset_at.timestamp(), seen.timestamp() + 37);
+        assert_eq!(budget.seen_at, seen);
+        // One missing, or one sent twice: nothing is believed.
+        assert_eq!(reported_budget(&headers(&all[..2]), seen), None);
+        let mut twice = all.to_vec();
+        twice.push(("Ratelimit-Remaining", "10"));
+        assert_eq!(reported_budget(&headers(&twice), seen), None);
+        assert_eq!(reported_budget(&HeaderMap::new(), seen), None);
+    }
+
+    #[test]
     fn debug_hides_the_key() {
         let c = client("https://t.example.com");
         let text = format!("{c:?} {:?} {}", c.key, c.key);
@@ -748,145 +878,23 @@ mod tests {
     }
 }
 
-/// A seeded fuzz of the response handling: arbitrary bytes and mutated reference bodies, as
-/// the body of success and failure answers, always give a value or a typed error.
+/// A seeded fuzz of the response handling below HTTP: arbitrary bytes and mutated reference
+/// bodies, decoded as every answer type by the private `decode` and turned into the error of
+/// any failure status (with any `Retry-After`, uncapped) by `QlikError::from_response`, always
+/// give a value or a typed error. `tests/client_fuzz.rs` sends the same generator's answers
+/// through the whole client over HTTP.
 #[cfg(test)]
 mod response_fuzz {
     use super::*;
     use crate::qlik::{error::ErrorClass, model::*};
-    use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
-    use serde_json::json;
+    use rand::{SeedableRng, rngs::StdRng};
 
-    /// The example response bodies of the reference, and its error envelope.
-    const REFERENCE_BODIES: &[&str] = &[
-        r#"{"data":[{"id":"e0e720d0-4947-11ec-a1d2-9559fa35801d","name":"string","state":"available","ownerId":"sWYAHxZxhtcmBT7Ptc5xJ5I6N7HxwnEy","runMode":"triggered","createdAt":"2021-12-23T12:28:21.000000Z","lastRunAt":"2021-12-23T12:28:21.000000Z","updatedAt":"2021-12-23T12:28:21.000000Z","description":"string","lastRunStatus":"finished"}],"links":{"next":{"href":"string"},"prev":{"href":"string"}}}"#,
-        r#"{"id":"e0e720d0-4947-11ec-a1d2-9559fa35801d","name":"string","state":"available","lastRun":{"id":"d452d100-9b0b-11ec-b199-8323e1031c3e","error":{},"title":"string","inputs":{},"status":"failed","context":"test_run","metrics":{"blocks":[{"type":"endpointBlock","rxBytes":18329921,"txBytes":18329921,"apiCalls":40,"snippetId":"string","endpointId":"string","connectorId":"string"}],"network":{"rxBytes":0,"txBytes":0},"totalApiCalls":0},"stopTime":"2021-12-23T12:28:21.000000Z","createdAt":"2021-12-23T12:28:21.000000Z","isTestRun":true,"startTime":"2021-12-23T12:28:21.000000Z","updatedAt":"2021-12-23T12:28:21.000000Z","isArchived":true,"expectedInputs":{},"scheduledStartTime":"2021-12-23T12:28:21.000000Z"},"ownerId":"sWYAHxZxhtcmBT7Ptc5xJ5I6N7HxwnEy","runMode":"triggered","createdAt":"2021-12-23T12:28:21.000000Z","lastRunAt":"2021-12-23T12:28:21.000000Z","schedules":[{"id":"d452d100-9b0b-11ec-b199-8323e1031c3e","stopAt":"2022-12-01 00:00:00","startAt":"2021-12-01 00:00:00","interval":30,"timezone":"Europe/Stockholm","lastStartedAt":"2022-01-01T12:28:21.000000Z"}],"updatedAt":"2021-12-23T12:28:21.000000Z","workspace":{},"snippetIds":["e0e720d0-4947-11ec-a1d2-9559fa35801d"],"description":"string","endpointIds":["9d94bef0-b28c-11eb-8dba-01593c457362","53a6fb70-b28f-11eb-b601-b545a40867e0"],"connectorIds":["0d87808f-27c0-11ea-921c-022e6b5ea1e2","0d86ee8a-27c0-11ea-921c-022e6b5ea1e2"],"lastRunStatus":"finished","executionToken":"aZXuEogT9X3le0k0WXMBnzuYKq4xRlkDnurjs8NVhEAAW1BYx8C1PpIl3ielgRb1"}"#,
-        r#"{"id":"00000000-0000-0000-0000-000000000000"}"#,
-        r#"{"data":[{"id":"d452d100-9b0b-11ec-b199-8323e1031c3e","error":{},"title":"string","status":"failed","context":"test_run","stopTime":"2021-12-23T12:28:21.000000Z","createdAt":"2021-12-23T12:28:21.000000Z","isTestRun":true,"startTime":"2021-12-23T12:28:21.000000Z","updatedAt":"2021-12-23T12:28:21.000000Z","isArchived":true,"scheduledStartTime":"2021-12-23T12:28:21.000000Z"}],"links":{"next":{"href":"string"},"prev":{"href":"string"}}}"#,
-        r#"{"id":"d452d100-9b0b-11ec-b199-8323e1031c3e","error":{},"title":"string","inputs":{},"status":"failed","context":"test_run","metrics":{"blocks":[{"type":"endpointBlock","rxBytes":18329921,"txBytes":18329921,"apiCalls":40,"snippetId":"string","endpointId":"string","connectorId":"string"}],"network":{"rxBytes":0,"txBytes":0},"totalApiCalls":0},"stopTime":"2021-12-23T12:28:21.000000Z","createdAt":"2021-12-23T12:28:21.000000Z","isTestRun":true,"startTime":"2021-12-23T12:28:21.000000Z","updatedAt":"2021-12-23T12:28:21.000000Z","isArchived":true,"expectedInputs":{},"scheduledStartTime":"2021-12-23T12:28:21.000000Z"}"#,
-        r#"{"url":"https://<bucket>.s3.<region>.amazonaws.com/<run>.json"}"#,
-        r#"{"automationsEnabled":true}"#,
-        r#"{"data":[{"date":"2021-12-15","name":"bandwidthIn","value":310179713,"automation":{"guid":"00000000-0000-0000-0000-000000000000","name":"My Automation.","ownerId":"KP1zJiPDn0gsla236GmETadFcxBW-J8F"}}]}"#,
-        r#"{"errors":[{"code":"HTTP-429","title":"API rate limit reached.","detail":"You need to wait 13 seconds until limit is lifted."}],"traceId":"0af6a2d64ae7b5e4e1b1c5b29d4b8e21"}"#,
-    ];
-
-    const KEYS: &[&str] = &[
-        "id",
-        "data",
-        "links",
-        "next",
-        "href",
-        "errors",
-        "code",
-        "title",
-        "detail",
-        "traceId",
-        "status",
-        "schedules",
-        "interval",
-        "lastRun",
-        "metrics",
-        "blocks",
-        "url",
-        "value",
-        "automationsEnabled",
-        "automation",
-        "guid",
-        "state",
-        "executionToken",
-    ];
-
-    fn random_value(rng: &mut StdRng, depth: u32) -> Value {
-        match rng.random_range(0..11) {
-            0 => Value::Null,
-            1 => json!(rng.random_bool(0.5)),
-            2 => json!(rng.random::<i64>()),
-            3 => json!(u64::MAX),
-            4 => json!(rng.random::<f64>() * 1e300),
-            5 => json!(""),
-            6 => json!("x".repeat(rng.random_range(1..5000))),
-            7 => json!("\u{0}\u{1b}[2J\u{202e} 🚀"),
-            8 if depth < 4 => Value::Array(
-                (0..rng.random_range(0..4))
-                    .map(|_| random_value(rng, depth + 1))
-                    .collect(),
-            ),
-            9 if depth < 4 => Value::Object(
-                (0..rng.random_range(0..5))
-                    .map(|_| {
-                        (
-                            KEYS.choose(rng).unwrap().to_string(),
-                            random_value(rng, depth + 1),
-                        )
-                    })
-                    .collect(),
-            ),
-            _ => json!(
-                ["available", "finished", "exceeded limit", "http://x/y"]
-                    .choose(rng)
-                    .unwrap()
-            ),
-        }
-    }
-
-    fn mutate(rng: &mut StdRng, v: &mut Value, depth: u32) {
-        let descend = rng.random_bool(0.7);
-        match v {
-            Value::Object(map) if !map.is_empty() && descend => {
-                let key = map
-                    .keys()
-                    .nth(rng.random_range(0..map.len()))
-                    .unwrap()
-                    .clone();
-                mutate(rng, map.get_mut(&key).unwrap(), depth + 1);
-            }
-            Value::Array(items) if !items.is_empty() && descend => {
-                let i = rng.random_range(0..items.len());
-                mutate(rng, &mut items[i], depth + 1);
-            }
-            Value::Object(map) if rng.random_bool(0.5) && !map.is_empty() => {
-                let key = map
-                    .keys()
-                    .nth(rng.random_range(0..map.len()))
-                    .unwrap()
-                    .clone();
-                map.remove(&key);
-            }
-            _ => *v = random_value(rng, depth),
-        }
-    }
-
-    fn random_body(rng: &mut StdRng) -> Vec<u8> {
-        let reference = *REFERENCE_BODIES.choose(rng).unwrap();
-        match rng.random_range(0..8) {
-            0 => (0..rng.random_range(0..300))
-                .map(|_| rng.random())
-                .collect(),
-            1 => "[".repeat(rng.random_range(1..3000)).into_bytes(),
-            2 => reference.as_bytes().to_vec(),
-            3..=5 => {
-                let mut v: Value = serde_json::from_str(reference).unwrap();
-                for _ in 0..rng.random_range(1..5) {
-                    mutate(rng, &mut v, 0);
-                }
-                serde_json::to_vec(&v).unwrap()
-            }
-            _ => {
-                let mut bytes = reference.as_bytes().to_vec();
-                for _ in 0..rng.random_range(1..6) {
-                    if bytes.is_empty() {
-                        break;
-                    }
-                    let i = rng.random_range(0..bytes.len());
-                    match rng.random_range(0..3) {
-                        0 => bytes[i] = rng.random(),
-                        1 => bytes.truncate(i),
-                        _ => bytes.insert(i, *b"{}[]\",:\\\xff".choose(rng).unwrap()),
-                    }
-                }
-                bytes
-            }
-        }
+    /// The generator of malformed answers, shared with the HTTP fuzz of `tests/client_fuzz.rs`
+    /// (`tests/support/fuzz.rs`). This test uses its bodies, failure statuses and parsed
+    /// `Retry-After`s, not the rest.
+    #[allow(dead_code)]
+    mod fuzz {
+        include!("../../tests/support/fuzz.rs");
     }
 
     /// Decodes `bytes` as `T`: a value, or a `Decode` error naming the endpoint.
@@ -911,7 +919,7 @@ mod response_fuzz {
         let mut rng = StdRng::seed_from_u64(0x00B0_D1E5);
         let mut values = 0;
         for _ in 0..20_000 {
-            let body = random_body(&mut rng);
+            let body = fuzz::random_body(&mut rng);
             // As the body of a success, for every answer type of the API.
             values += [
                 decodes::<Automation>(Endpoint::GetAutomation, &body),
@@ -930,14 +938,8 @@ mod response_fuzz {
                 let _ = (page.next_href(), page.prev_href());
             }
             // As the body of a failure: the status decides the class, whatever the body.
-            let status = *[
-                300u16, 400, 401, 403, 404, 409, 413, 429, 500, 502, 503, 504,
-            ]
-            .choose(&mut rng)
-            .unwrap();
-            let retry = rng
-                .random_bool(0.5)
-                .then(|| Duration::from_secs(rng.random()));
+            let status = fuzz::failure_status(&mut rng);
+            let retry = fuzz::random_retry_after(&mut rng);
             let e = QlikError::from_response(Endpoint::UpdateAutomation, status, &body, retry);
             assert_eq!(e.status(), Some(status));
             let class = match status {

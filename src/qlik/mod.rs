@@ -2,7 +2,8 @@
 //!
 //! Free of Kubernetes types, so the controller, the kubectl plugin and the tests share it.
 //! [`QlikClient`] has one method per endpoint; [`ClientPool`] shares one client, and so one
-//! rate limiter, per tenant and user.
+//! rate limiter, per tenant and user. Free of any metrics library too: what the client sends
+//! and what is left of its rate budget go to a [`Telemetry`] of the caller's choosing.
 
 pub mod client;
 pub mod endpoint;
@@ -13,6 +14,7 @@ pub mod pool;
 pub mod query;
 pub mod ratelimit;
 pub mod retry;
+pub mod telemetry;
 
 pub use client::{ApiKey, ClientConfig, QlikClient, UsageQuery};
 pub use endpoint::{Endpoint, Tier};
@@ -22,3 +24,4 @@ pub use pool::ClientPool;
 pub use query::{ListParams, Sort};
 pub use ratelimit::{RateLimiter, RateLimits};
 pub use retry::RetryPolicy;
+pub use telemetry::{Answer, Budget, Caller, Telemetry};

@@ -4,6 +4,9 @@
 //! field is optional unless the reference marks it required, enums keep values they do not
 //! know ([`RunStatus::Other`] and friends), and fields the reference omits but the service
 //! sends (`spaceId`, `maxConcurrentRuns`, `duration`, ...) are modelled too.
+//!
+//! One file over 500 lines on purpose: one type per schema of the reference, in its order,
+//! so a reader can check the two side by side.
 
 use std::fmt;
 

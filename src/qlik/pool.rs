@@ -3,7 +3,8 @@
 //! Qlik counts rate limits per user and tier, so every reconcile, both controllers and any
 //! other caller that uses the same tenant and key must draw from one limiter. The pool hands
 //! out clones of one [`QlikClient`] per (tenant, key), which share that limiter and the
-//! connection pool.
+//! connection pool, and report to the template's [`Telemetry`](super::Telemetry) (if any)
+//! labelled with that tenant and key digest.
 
 use std::{
     collections::HashMap,
@@ -23,8 +24,8 @@ pub struct ClientPool {
 }
 
 impl ClientPool {
-    /// A pool whose clients take timeouts, retries, limits and TLS settings from `template`
-    /// (its tenant URL and key are ignored).
+    /// A pool whose clients take timeouts, retries, limits, TLS settings and telemetry from
+    /// `template` (its tenant URL and key are ignored).
     pub fn new(template: ClientConfig) -> Arc<ClientPool> {
         Arc::new(ClientPool {
             template,
@@ -62,6 +63,7 @@ impl ClientPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::qlik::{Answer, Budget, Caller, Endpoint, Telemetry, Tier};
 
     #[test]
     fn one_limiter_per_tenant_and_key() {
@@ -82,5 +84,47 @@ mod tests {
         assert!(!Arc::ptr_eq(a.limiter(), c.limiter()));
         assert!(!Arc::ptr_eq(a.limiter(), d.limiter()));
         assert_eq!(pool.len(), 3);
+    }
+
+    /// Records the budgets reported, by (tenant, identity, tier).
+    #[derive(Debug, Default)]
+    struct Budgets(Mutex<Vec<(Caller, Tier, Budget)>>);
+
+    impl Telemetry for Budgets {
+        fn answered(&self, _: &Caller, _: Tier, _: Endpoint, _: Answer) {}
+        fn waited(&self, _: &Caller, _: Tier, _: std::time::Duration) {}
+        fn budget(&self, caller: &Caller, tier: Tier, budget: Budget) {
+            self.0.lock().unwrap().push((caller.clone(), tier, budget));
+        }
+    }
+
+    #[test]
+    fn pooled_clients_report_to_the_template_telemetry_as_their_tenant_and_key() {
+        let budgets = Arc::new(Budgets::default());
+        let mut template = ClientConfig::new("https://unused", ApiKey::new("unused"));
+        template.rate_limits.tier2_per_minute = 7;
+        template.telemetry = Some(budgets.clone());
+        let pool = ClientPool::new(template);
+        let a = pool
+            .client("https://t1.example.com:8443", &ApiKey::new("k1"))
+            .unwrap();
+        pool.client("https://t1.example.com:8443/api", &ApiKey::new("k1"))
+            .unwrap();
+        let seen = budgets.0.lock().unwrap().clone();
+        // Created once, reported once per tier, before any request: the whole budget.
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for (caller, tier, budget) in &seen {
+            assert_eq!(caller, a.caller());
+            assert_eq!(caller.tenant, "t1.example.com:8443");
+            assert!(!caller.identity.contains("k1"));
+            let limit = if *tier == Tier::Tier2 { 7 } else { 1000 };
+            assert_eq!(
+                *budget,
+                Budget {
+                    remaining: limit,
+                    limit
+                }
+            );
+        }
     }
 }

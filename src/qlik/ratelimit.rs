@@ -6,9 +6,14 @@
 //! reserves send slots on the same sliding window the service counts on: the k-th request
 //! may go no earlier than one window after the (k − limit)-th. Slots are handed out in call
 //! order, so many waiting reconciles converge at exactly the tier's rate with no 429 storm.
+//!
+//! The limiter also keeps, per tier, what the tenant last said about the budget in its
+//! `Ratelimit-*` headers ([`RateLimiter::reported`]). That is a record for people and tools
+//! (`kubectl qlik status`), not an input: the pacing above does not look at it.
 
 use std::{collections::VecDeque, sync::Mutex, time::Duration};
 
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio::time::Instant;
 
 use super::endpoint::Tier;
@@ -47,6 +52,59 @@ impl RateLimits {
     }
 }
 
+/// How far from the time of the answer a `Ratelimit-Reset` may be and still be believed.
+const MAX_RESET_DISTANCE: TimeDelta = TimeDelta::days(1);
+
+/// What the tenant said about one tier's budget in the `Ratelimit-Limit`,
+/// `Ratelimit-Remaining` and `Ratelimit-Reset` headers of one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportedBudget {
+    /// `Ratelimit-Limit`: requests allowed per window.
+    pub limit: u32,
+    /// `Ratelimit-Remaining`: requests left in the current window (never above `limit`).
+    pub remaining: u32,
+    /// `Ratelimit-Reset`: when the window frees up, as the tenant's clock says (the header
+    /// carries epoch seconds).
+    pub reset_at: DateTime<Utc>,
+    /// When the answer carrying the headers arrived, by our clock.
+    pub seen_at: DateTime<Utc>,
+}
+
+impl ReportedBudget {
+    /// Requests counted against the window: the limit minus what remains.
+    pub fn used(&self) -> u32 {
+        self.limit - self.remaining
+    }
+
+    /// Reads the three header values of an answer that arrived at `seen_at`. `None` unless
+    /// all three are there and believable: whole numbers (surrounding blanks allowed), a
+    /// limit of at least 1, no more remaining than the limit, and a reset (epoch seconds)
+    /// within a day of `seen_at` either way. A tenant or proxy sending something else is
+    /// ignored rather than shown.
+    pub fn parse(
+        limit: Option<&str>,
+        remaining: Option<&str>,
+        reset: Option<&str>,
+        seen_at: DateTime<Utc>,
+    ) -> Option<ReportedBudget> {
+        let number = |v: Option<&str>| v?.trim().parse::<u64>().ok();
+        let limit = u32::try_from(number(limit)?).ok().filter(|l| *l > 0)?;
+        let remaining = u32::try_from(number(remaining)?)
+            .ok()
+            .filter(|r| *r <= limit)?;
+        let reset_at = i64::try_from(number(reset)?)
+            .ok()
+            .and_then(|secs| DateTime::from_timestamp(secs, 0))
+            .filter(|at| (*at - seen_at).abs() <= MAX_RESET_DISTANCE)?;
+        Some(ReportedBudget {
+            limit,
+            remaining,
+            reset_at,
+            seen_at,
+        })
+    }
+}
+
 /// Send-slot bookkeeping of one tier.
 #[derive(Debug)]
 struct TierSlots {
@@ -82,6 +140,21 @@ impl TierSlots {
         }
         at
     }
+
+    /// The limit minus the slots reserved within the window before `now` (slots reserved
+    /// for later count as taken); 0 while a 429 blocks the tier.
+    fn remaining(&self, now: Instant, window: Duration) -> u32 {
+        if self.blocked_until.is_some_and(|b| b > now) {
+            return 0;
+        }
+        let taken = self
+            .reserved
+            .iter()
+            .rev()
+            .take_while(|at| **at + window > now)
+            .count();
+        u32::try_from(self.limit.saturating_sub(taken)).unwrap_or(u32::MAX)
+    }
 }
 
 /// A two-tier sliding-window limiter shared by every caller of one tenant and user.
@@ -92,6 +165,8 @@ pub struct RateLimiter {
     /// service's cannot make a full window look like one request too many.
     margin: Duration,
     tiers: Mutex<[TierSlots; 2]>,
+    /// Per tier, what the tenant's headers said last.
+    reported: Mutex<[Option<ReportedBudget>; 2]>,
 }
 
 impl RateLimiter {
@@ -104,6 +179,7 @@ impl RateLimiter {
                 TierSlots::new(limits.tier1_per_minute),
                 TierSlots::new(limits.tier2_per_minute),
             ]),
+            reported: Mutex::new([None; 2]),
         }
     }
 
@@ -126,10 +202,37 @@ impl RateLimiter {
         tiers[Self::index(tier)].reserve(now, self.limits.window + self.margin)
     }
 
+    /// What is left of `tier`'s budget: the limit minus the send slots reserved within the
+    /// last window (including slots reserved for later, which are taken already), and 0
+    /// while a 429 blocks the tier. A snapshot: the budget refills as the window slides.
+    pub fn remaining(&self, tier: Tier) -> u32 {
+        let now = Instant::now();
+        let tiers = self.tiers.lock().unwrap_or_else(|e| e.into_inner());
+        tiers[Self::index(tier)].remaining(now, self.limits.window + self.margin)
+    }
+
     /// Waits until a request of `tier` may be sent.
     pub async fn acquire(&self, tier: Tier) {
         let at = self.reserve(tier);
         tokio::time::sleep_until(at).await;
+    }
+
+    /// Records what the tenant said about `tier`'s budget in an answer. The latest answer
+    /// wins: one that arrived before the record already held (by `seen_at`) is dropped.
+    /// Only a record: how requests are paced does not change.
+    pub fn record_reported(&self, tier: Tier, budget: ReportedBudget) {
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut reported[Self::index(tier)];
+        if slot.is_none_or(|held| held.seen_at <= budget.seen_at) {
+            *slot = Some(budget);
+        }
+    }
+
+    /// What the tenant last said about `tier`'s budget, if any answer in that tier carried
+    /// believable `Ratelimit-*` headers.
+    pub fn reported(&self, tier: Tier) -> Option<ReportedBudget> {
+        let reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        reported[Self::index(tier)]
     }
 
     /// Blocks the whole tier for `wait` (at most an hour), as the service does after a 429.
@@ -212,6 +315,66 @@ mod tests {
 }
 
 #[cfg(test)]
+mod remaining {
+    use super::*;
+
+    fn limiter(t1: u32, t2: u32) -> RateLimiter {
+        RateLimiter::new(RateLimits {
+            tier1_per_minute: t1,
+            tier2_per_minute: t2,
+            window: Duration::from_secs(60),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_shrinks_with_each_slot_and_refills_as_the_window_slides() {
+        let l = limiter(5, 3);
+        let window = Duration::from_secs(60) + l.margin;
+        assert_eq!(l.remaining(Tier::Tier2), 3);
+        l.reserve(Tier::Tier2);
+        assert_eq!(l.remaining(Tier::Tier2), 2);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        l.reserve(Tier::Tier2);
+        l.reserve(Tier::Tier2);
+        assert_eq!(l.remaining(Tier::Tier2), 0);
+        // Slots reserved for later (the window is full) are taken too: never below 0.
+        l.reserve(Tier::Tier2);
+        assert_eq!(l.remaining(Tier::Tier2), 0);
+        // The other tier is untouched.
+        assert_eq!(l.remaining(Tier::Tier1), 5);
+        // The two slots taken at 10 s leave the window a window later; the one reserved
+        // for later stays in it.
+        tokio::time::advance(window - Duration::from_secs(1)).await;
+        assert_eq!(l.remaining(Tier::Tier2), 0);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(l.remaining(Tier::Tier2), 2);
+        // A window after the last reservation, the whole budget is back.
+        tokio::time::advance(window).await;
+        assert_eq!(l.remaining(Tier::Tier2), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_empties_the_budget_until_the_block_ends() {
+        let l = limiter(5, 3);
+        l.reserve(Tier::Tier1);
+        assert_eq!(l.remaining(Tier::Tier1), 4);
+        l.block(Tier::Tier1, Duration::from_secs(13));
+        assert_eq!(l.remaining(Tier::Tier1), 0);
+        assert_eq!(l.remaining(Tier::Tier2), 3);
+        tokio::time::advance(Duration::from_secs(13)).await;
+        assert_eq!(l.remaining(Tier::Tier1), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_of_zero_is_one() {
+        let l = limiter(0, 3);
+        assert_eq!(l.remaining(Tier::Tier1), 1);
+        l.reserve(Tier::Tier1);
+        assert_eq!(l.remaining(Tier::Tier1), 0);
+    }
+}
+
+#[cfg(test)]
 mod absurd_waits {
     use super::*;
 
@@ -224,5 +387,145 @@ mod absurd_waits {
         l.block(Tier::Tier2, Duration::from_secs(86_400 * 365 * 1000));
         assert_eq!(l.reserve(Tier::Tier1) - start, MAX_BLOCK);
         assert_eq!(l.reserve(Tier::Tier2) - start, MAX_BLOCK);
+    }
+}
+
+#[cfg(test)]
+mod reported {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    /// `Ratelimit-Limit`, `-Remaining` and `-Reset` as sent, and what is believed of them.
+    type Case<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<ReportedBudget>,
+    );
+
+    #[test]
+    fn header_sets_are_believed_only_when_whole_and_sane() {
+        let seen = at("2026-12-02T07:14:23Z");
+        let reset = seen.timestamp() + 37;
+        let (r, day) = (reset.to_string(), (seen.timestamp() + 86_400).to_string());
+        let past_day = (seen.timestamp() - 86_401).to_string();
+        let ok = |limit, remaining, reset_at| {
+            Some(ReportedBudget {
+                limit,
+                remaining,
+                reset_at,
+                seen_at: seen,
+            })
+        };
+        let cases: &[Case] = &[
+            (
+                Some("1000"),
+                Some("963"),
+                Some(&r),
+                ok(1000, 963, at("2026-12-02T07:15:00Z")),
+            ),
+            // Blanks around a value are fine; the whole window may be left or used up.
+            (
+                Some(" 100 "),
+                Some("\t100"),
+                Some(&r),
+                ok(100, 100, at("2026-12-02T07:15:00Z")),
+            ),
+            (
+                Some("100"),
+                Some("0"),
+                Some(&r),
+                ok(100, 0, at("2026-12-02T07:15:00Z")),
+            ),
+            // A reset a day away, or a little in the past (clocks differ), is still believed.
+            (
+                Some("5"),
+                Some("1"),
+                Some(&day),
+                ok(5, 1, at("2026-12-03T07:14:23Z")),
+            ),
+            (
+                Some("5"),
+                Some("1"),
+                Some("1796195600"),
+                ok(5, 1, at("2026-12-02T07:13:20Z")),
+            ),
+            // Missing.
+            (None, Some("963"), Some(&r), None),
+            (Some("1000"), None, Some(&r), None),
+            (Some("1000"), Some("963"), None, None),
+            (None, None, None, None),
+            // Not whole numbers.
+            (Some("1000"), Some("-1"), Some(&r), None),
+            (Some("1000.0"), Some("963"), Some(&r), None),
+            (Some("1000"), Some("963"), Some("soon"), None),
+            (Some("1000"), Some(""), Some(&r), None),
+            (Some("100, 100;w=60"), Some("99"), Some(&r), None),
+            (Some("99999999999"), Some("963"), Some(&r), None),
+            // Absurd: nothing allowed, more left than allowed, a reset over a day away
+            // (delta-seconds instead of epoch land in 1970), or beyond any clock.
+            (Some("0"), Some("0"), Some(&r), None),
+            (Some("100"), Some("101"), Some(&r), None),
+            (
+                Some("5"),
+                Some("1"),
+                Some(&(seen.timestamp() + 86_401).to_string()),
+                None,
+            ),
+            (Some("5"), Some("1"), Some(&past_day), None),
+            (Some("5"), Some("1"), Some("37"), None),
+            (Some("5"), Some("1"), Some("18446744073709551615"), None),
+        ];
+        for (limit, remaining, reset, want) in cases {
+            assert_eq!(
+                ReportedBudget::parse(*limit, *remaining, *reset, seen),
+                *want,
+                "{limit:?} {remaining:?} {reset:?}"
+            );
+        }
+        assert_eq!(ok(1000, 963, seen).unwrap().used(), 37);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_latest_answer_per_tier_is_kept_and_pacing_is_untouched() {
+        let l = RateLimiter::new(RateLimits {
+            tier1_per_minute: 2,
+            tier2_per_minute: 1,
+            window: Duration::from_secs(60),
+        });
+        assert_eq!(l.reported(Tier::Tier1), None);
+        assert_eq!(l.reported(Tier::Tier2), None);
+        let budget = |remaining, seen: &str| ReportedBudget {
+            limit: 1000,
+            remaining,
+            reset_at: at("2026-12-02T07:15:00Z"),
+            seen_at: at(seen),
+        };
+        l.record_reported(Tier::Tier1, budget(963, "2026-12-02T07:14:23Z"));
+        assert_eq!(
+            l.reported(Tier::Tier1),
+            Some(budget(963, "2026-12-02T07:14:23Z"))
+        );
+        assert_eq!(l.reported(Tier::Tier2), None);
+        // A later answer replaces it, even with more left (the window slid).
+        l.record_reported(Tier::Tier1, budget(990, "2026-12-02T07:14:24Z"));
+        assert_eq!(l.reported(Tier::Tier1).unwrap().remaining, 990);
+        // An answer that arrived earlier but is recorded late does not.
+        l.record_reported(Tier::Tier1, budget(1, "2026-12-02T07:14:20Z"));
+        assert_eq!(l.reported(Tier::Tier1).unwrap().remaining, 990);
+        // Tiers are kept apart.
+        l.record_reported(Tier::Tier2, budget(0, "2026-12-02T07:14:25Z"));
+        assert_eq!(l.reported(Tier::Tier2).unwrap().remaining, 0);
+        assert_eq!(l.reported(Tier::Tier1).unwrap().remaining, 990);
+        // The tenant saying the tier is used up neither blocks nor shrinks the limiter's own
+        // budget: pacing follows the configured limits only.
+        let start = Instant::now();
+        assert_eq!(l.remaining(Tier::Tier2), 1);
+        assert_eq!(l.reserve(Tier::Tier2), start);
+        assert_eq!(l.remaining(Tier::Tier1), 2);
+        assert_eq!(l.limits().per_window(Tier::Tier1), 2);
     }
 }

@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-
 use super::{endpoint::Endpoint, error::QlikError};
+use crate::backoff::Backoff;
 
-/// Bounded exponential backoff with full jitter.
+/// When to repeat a failed call: bounded attempts, exponential backoff with jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included; 1 disables retries.
@@ -49,14 +48,10 @@ impl RetryPolicy {
         }
     }
 
-    /// The jittered backoff before attempt `attempt + 1` (`attempt` counts from 1).
+    /// The jittered backoff before attempt `attempt + 1` (`attempt` counts from 1): the
+    /// process's one [`Backoff`] from `base_delay` doubling up to `max_delay`.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        let cap = exp.min(self.max_delay);
-        let millis = cap.as_millis().max(1) as u64;
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+        Backoff::new(self.base_delay, self.max_delay).wait(attempt.saturating_sub(1))
     }
 
     /// Decides whether attempt number `attempt` (from 1) of `endpoint` is repeated after `error`.
@@ -107,7 +102,7 @@ mod tests {
                 .saturating_mul(1 << (attempt - 1).min(16))
                 .min(p.max_delay);
             assert!(
-                b <= cap && b >= cap / 2,
+                b >= cap && b <= cap.mul_f64(1.25),
                 "attempt {attempt}: {b:?} vs {cap:?}"
             );
         }

@@ -2,8 +2,7 @@
 //! built from upstream sources by `tests/control-plane/build.sh`), the way
 //! envtest gives Go operators one.
 //!
-//! Include it from an integration test with
-//! `#[path = "support/control_plane.rs"] mod control_plane;`.
+//! Part of the `support` module (`tests/support/mod.rs`): `support::control_plane`.
 //!
 //! * [`ControlPlane::shared`] starts one control plane per test binary, the first
 //!   time a test asks for it; it is torn down when the test process exits (a
@@ -23,7 +22,6 @@
 //! State dirs go under the system temp dir, or `$QAO_CP_STATE_ROOT` if set;
 //! binaries are cached as `tests/control-plane/build.sh` describes
 //! (`$QAO_CONTROL_PLANE_CACHE`).
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

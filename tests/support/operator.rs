@@ -1,23 +1,23 @@
 //! Test support for end-to-end tests of the operator: the CRDs installed on a real control
-//! plane, the operator binary running as a separate process (so a test can SIGKILL it), an
-//! in-process emulator with known keys, and a connection Secret.
+//! plane, the operator binary running as a separate process (so a test can SIGKILL it, and
+//! ask its `/healthz` and `/readyz`), an in-process emulator with known keys, and connection
+//! Secrets.
 //!
-//! Include it after the control plane support:
-//! `#[path = "support/control_plane.rs"] mod control_plane;`
-//! `#[path = "support/operator.rs"] mod operator;`
-#![allow(dead_code)]
+//! Part of the `support` module (`tests/support/mod.rs`): `support::operator`.
 
 use std::{
     fs::File,
     future::Future,
-    path::PathBuf,
+    net::SocketAddr,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::OnceLock,
     time::Duration,
 };
 
 use k8s_openapi::{
-    ByteString, api::core::v1::Secret,
+    ByteString,
+    api::core::v1::{Event, Secret},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -39,6 +39,8 @@ pub const USER_KEY: &str = "e2e-user-key-81b2d4";
 pub const USER_ID: &str = "e2e-user";
 /// The admin's id.
 pub const ADMIN_ID: &str = "e2e-admin";
+/// The operator's log filter in these tests.
+pub const DEBUG_LOG: &str = "info,qlik_automations_operator=debug,kube=warn";
 
 /// Installs both CRDs on the shared control plane once per test binary.
 pub async fn ensure_crds(client: &Client) {
@@ -215,12 +217,8 @@ pub async fn setup(
 
 /// The (reason, message) of every Event about the object `name`.
 pub async fn events_for(ns: &TestNamespace, name: &str) -> Vec<(String, String)> {
-    let events: Api<k8s_openapi::api::core::v1::Event> = ns.api();
-    events
-        .list(&Default::default())
+    ns.events()
         .await
-        .unwrap()
-        .items
         .into_iter()
         .filter(|e| e.involved_object.name.as_deref() == Some(name))
         .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
@@ -268,30 +266,16 @@ impl TestNamespace {
 
     /// Creates the connection Secret `name` pointing at `tenant_url` with `api_key`.
     pub async fn connection_secret(&self, name: &str, tenant_url: &str, api_key: &str) {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..ObjectMeta::default()
-            },
-            data: Some(
-                [
-                    (
-                        "tenantUrl".to_string(),
-                        ByteString(tenant_url.as_bytes().to_vec()),
-                    ),
-                    (
-                        "apiKey".to_string(),
-                        ByteString(api_key.as_bytes().to_vec()),
-                    ),
-                ]
-                .into(),
-            ),
-            ..Secret::default()
-        };
-        self.api::<Secret>()
-            .create(&PostParams::default(), &secret)
+        connection_secret(&self.client, &self.name, name, tenant_url, api_key).await;
+    }
+
+    /// Every Event in this namespace.
+    pub async fn events(&self) -> Vec<Event> {
+        self.api::<Event>()
+            .list(&Default::default())
             .await
-            .unwrap();
+            .unwrap()
+            .items
     }
 
     /// Creates an object from YAML (the namespace is filled in).
@@ -311,10 +295,70 @@ impl TestNamespace {
     }
 }
 
+/// Creates the connection Secret `name` in `namespace` through `client` (any control plane,
+/// a private one too), pointing at `tenant_url` with `api_key`.
+pub async fn connection_secret(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    tenant_url: &str,
+    api_key: &str,
+) {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            [
+                (
+                    "tenantUrl".to_string(),
+                    ByteString(tenant_url.as_bytes().to_vec()),
+                ),
+                (
+                    "apiKey".to_string(),
+                    ByteString(api_key.as_bytes().to_vec()),
+                ),
+            ]
+            .into(),
+        ),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+/// A free local address (bound and released; the process given it binds it right after).
+pub fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// The arguments of `run` as these tests start it: watching `namespaces` (comma-separated),
+/// serving `/metrics`, `/healthz` and `/readyz` on `listen`, with a 3 s resync and a 1 s view
+/// age unless `extra` sets `--resync-seconds` or `--view-max-age-seconds`, then `extra`.
+pub fn run_args(namespaces: &str, listen: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "--namespaces", namespaces, "--listen", listen]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for (flag, default) in [("--resync-seconds", "3"), ("--view-max-age-seconds", "1")] {
+        if !extra.contains(&flag) {
+            args.extend([flag.to_string(), default.to_string()]);
+        }
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// The operator binary as a child process with a kubeconfig, arguments and environment of
 /// the test's choosing — for example authenticated as a ServiceAccount, with the flags a Helm
-/// chart renders, or with a fixed health address. A test can SIGKILL it and start it again;
-/// it is killed when dropped. [`Operator`] is the common case on the shared control plane.
+/// chart renders, or with a fixed health address (`--listen` with a [`free_addr`]), which
+/// [`OperatorProcess::healthz`], [`OperatorProcess::readyz`] and
+/// [`OperatorProcess::assert_healthy`] ask. A test can SIGKILL it and start it again; it is
+/// killed when dropped. [`Operator`] is the common case on the shared control plane.
 pub struct OperatorProcess {
     child: Option<Child>,
     log: PathBuf,
@@ -330,7 +374,7 @@ impl OperatorProcess {
     /// output goes to `<temp>/qao-e2e-logs/<log_name>.log`, replacing an older log.
     pub fn start(
         log_name: &str,
-        kubeconfig: &std::path::Path,
+        kubeconfig: &Path,
         args: &[String],
         env: &[(String, String)],
     ) -> OperatorProcess {
@@ -395,6 +439,84 @@ impl OperatorProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The last `lines` lines of the log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The `--listen` address it was started with; panics unless that names a fixed port.
+    pub fn health_addr(&self) -> SocketAddr {
+        self.args
+            .iter()
+            .position(|a| a == "--listen")
+            .and_then(|i| self.args.get(i + 1)?.parse::<SocketAddr>().ok())
+            .filter(|addr| addr.port() != 0)
+            .expect("started without a fixed --listen address (see free_addr)")
+    }
+
+    /// Whether `/healthz` answers `ok`.
+    pub async fn healthz(&self) -> bool {
+        let url = format!("http://{}/healthz", self.health_addr());
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        match client.get(url).send().await {
+            Ok(r) => r.status().is_success() && r.text().await.unwrap_or_default() == "ok",
+            Err(_) => false,
+        }
+    }
+
+    /// The HTTP status of `/readyz`, or `None` when nothing answers.
+    pub async fn readyz(&self) -> Option<u16> {
+        let url = format!("http://{}/readyz", self.health_addr());
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        client
+            .get(url)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
+    /// Process alive, `/healthz` answering `ok` (within 5 s), no panic in the log.
+    pub async fn assert_healthy(&mut self) {
+        assert!(
+            self.is_running(),
+            "the operator process exited:\n{}",
+            self.log_tail(40)
+        );
+        let mut healthy = false;
+        for _ in 0..20 {
+            if self.healthz().await {
+                healthy = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(
+            healthy,
+            "/healthz on {} did not answer ok:\n{}",
+            self.health_addr(),
+            self.log_tail(40)
+        );
+        let log = self.log();
+        assert!(
+            !log.contains("panicked"),
+            "the operator log shows a panic:\n{}",
+            log.lines()
+                .filter(|l| l.contains("panicked"))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
     /// SIGKILLs the process: no graceful shutdown, like a crash or an OOM kill.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -412,25 +534,11 @@ impl Operator {
     /// Starts the operator restricted to `namespace`, plus `extra` flags; a
     /// `--resync-seconds` or `--view-max-age-seconds` in `extra` replaces the test default.
     pub fn start(namespace: &str, extra: &[&str]) -> Operator {
-        let mut args: Vec<String> = ["run", "--namespaces", namespace, "--listen", "127.0.0.1:0"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        for (flag, default) in [("--resync-seconds", "3"), ("--view-max-age-seconds", "1")] {
-            if !extra.contains(&flag) {
-                args.extend([flag.to_string(), default.to_string()]);
-            }
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let env = [(
-            "RUST_LOG".to_string(),
-            "info,qlik_automations_operator=debug,kube=warn".to_string(),
-        )];
         Operator(OperatorProcess::start(
             &unique_name(namespace),
             &ControlPlane::shared().kubeconfig_path(),
-            &args,
-            &env,
+            &run_args(namespace, "127.0.0.1:0", extra),
+            &[("RUST_LOG".to_string(), DEBUG_LOG.to_string())],
         ))
     }
 

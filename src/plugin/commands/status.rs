@@ -1,4 +1,5 @@
-//! `kubectl qlik status NAME`: what the operator recorded, and what the tenant says now.
+//! `kubectl qlik status NAME`: what the operator recorded, and what the tenant says now,
+//! its rate budget included.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -11,7 +12,7 @@ use crate::{
         render::{self, OutputFormat},
         target::automation_id,
     },
-    qlik::model::Automation,
+    qlik::{Tier, model::Automation, ratelimit::RateLimiter},
 };
 
 /// The report `-o json` / `-o yaml` print.
@@ -33,6 +34,58 @@ pub struct StatusReport {
     /// Why the remote could not be read, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_error: Option<String>,
+    /// What the tenant said about the rate budget on the plugin's own calls; `None` when the
+    /// plugin did not call the tenant.
+    pub budget: Option<BudgetReport>,
+}
+
+/// Per tier, what the tenant's `Ratelimit-*` headers said on the plugin's own calls (the
+/// last answer of each tier). A tier is missing when no answer in it carried the headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetReport {
+    /// Tier 1 (reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier1: Option<TierBudget>,
+    /// Tier 2 (writes and actions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier2: Option<TierBudget>,
+}
+
+impl BudgetReport {
+    /// What `limiter` recorded of the tenant's headers.
+    pub fn of(limiter: &RateLimiter) -> BudgetReport {
+        let tier = |tier| {
+            limiter.reported(tier).map(|b| TierBudget {
+                limit: b.limit,
+                remaining: b.remaining,
+                used: b.used(),
+                reset_at: render::utc(b.reset_at),
+                seen_at: render::utc(b.seen_at),
+            })
+        };
+        BudgetReport {
+            tier1: tier(Tier::Tier1),
+            tier2: tier(Tier::Tier2),
+        }
+    }
+}
+
+/// One tier's budget as the tenant reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TierBudget {
+    /// `Ratelimit-Limit`: requests allowed per window.
+    pub limit: u32,
+    /// `Ratelimit-Remaining`: requests left in the window.
+    pub remaining: u32,
+    /// `limit - remaining`: requests of this user counted in the window, the plugin's
+    /// included, whoever sent them (the operator shares the key).
+    pub used: u32,
+    /// `Ratelimit-Reset`: when the window frees up.
+    pub reset_at: String,
+    /// When the answer carrying the headers arrived.
+    pub seen_at: String,
 }
 
 /// Prints the summary; exits non-zero (after printing) when the tenant could not be read.
@@ -42,7 +95,8 @@ pub async fn execute(
     io: &mut Io<'_>,
 ) -> Result<(), PluginError> {
     let obj = cluster.automation(&args.name).await?;
-    let live = live_remote(cluster, &obj).await;
+    let mut budget = None;
+    let live = live_remote(cluster, &obj, &mut budget).await;
     let (remote, error) = match live {
         Ok(a) => (Some(a), None),
         Err(e) => (None, Some(e)),
@@ -55,6 +109,7 @@ pub async fn execute(
         status: obj.status.clone(),
         remote,
         remote_error: error.as_ref().map(ToString::to_string),
+        budget,
     };
     match args.output {
         OutputFormat::Table => write!(io.out, "{}", summary(&report, Utc::now()))?,
@@ -74,14 +129,19 @@ pub async fn execute(
     }
 }
 
-async fn live_remote(cluster: &Cluster, obj: &QlikAutomation) -> Result<Automation, PluginError> {
+/// The remote as the tenant returns it now. Once the tenant has been called, `budget` holds
+/// what it said about the rate budget, whether the read succeeded or not.
+async fn live_remote(
+    cluster: &Cluster,
+    obj: &QlikAutomation,
+    budget: &mut Option<BudgetReport>,
+) -> Result<Automation, PluginError> {
     let id = automation_id(obj, &cluster.namespace)?;
     let tenant = cluster.tenant(obj).await?;
-    let mut automation = tenant
-        .client
-        .get_automation(&id)
-        .await
-        .map_err(|e| PluginError::tenant(format!("get automation {id}"), &tenant.secret, e))?;
+    let read = tenant.client.get_automation(&id).await;
+    *budget = Some(BudgetReport::of(tenant.client.limiter()));
+    let mut automation =
+        read.map_err(|e| PluginError::tenant(format!("get automation {id}"), &tenant.secret, e))?;
     // A credential: whoever holds it can start the automation.
     automation.execution_token = None;
     Ok(automation)
@@ -111,6 +171,7 @@ pub fn summary(report: &StatusReport, now: DateTime<Utc>) -> String {
     }
     field("Last run", last_run(&status, now));
     field("Usage", usage(&status));
+    field("Budget", budget(report.budget.as_ref()));
     field(
         "Generation",
         format!(
@@ -276,6 +337,38 @@ fn usage(status: &QlikAutomationStatus) -> String {
     }
 }
 
+/// The rate budget as the tenant reported it on the plugin's own calls, per tier, and why a
+/// tier has no figures. The plugin's only call is a read, so Tier 2 has none unless a
+/// tenant sends them on reads too.
+fn budget(report: Option<&BudgetReport>) -> String {
+    let Some(report) = report else {
+        return "- (the plugin did not call the tenant)".into();
+    };
+    if report.tier1.is_none() && report.tier2.is_none() {
+        return "- (the tenant sent no rate-limit headers)".into();
+    }
+    let tier = |tier: Tier, figures: Option<&TierBudget>, missing: &str| match figures {
+        Some(b) => format!(
+            "{tier} {}/{} used in this window (resets {}), as the tenant reported",
+            b.used, b.limit, b.reset_at
+        ),
+        None => format!("{tier} not reported ({missing})"),
+    };
+    format!(
+        "{}; {}",
+        tier(
+            Tier::Tier1,
+            report.tier1.as_ref(),
+            "no read answered with rate-limit headers"
+        ),
+        tier(
+            Tier::Tier2,
+            report.tier2.as_ref(),
+            "the plugin made no write"
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +410,20 @@ mod tests {
             status: Some(status),
             remote: Some(remote),
             remote_error: None,
+            budget: Some(BudgetReport {
+                tier1: Some(tier_budget(1000, 963)),
+                tier2: None,
+            }),
+        }
+    }
+
+    fn tier_budget(limit: u32, remaining: u32) -> TierBudget {
+        TierBudget {
+            limit,
+            remaining,
+            used: limit - remaining,
+            reset_at: "2026-03-01T12:00:37Z".into(),
+            seen_at: "2026-03-01T11:59:59Z".into(),
         }
     }
 
@@ -330,7 +437,9 @@ mod tests {
             "Run mode:       scheduled",
             "Owner:          u-1",
             "Last run:       finished  run r-9, api, started 2026-03-01T11:00:00Z (1h00m ago)",
-            "Usage:          3 runs, 1m05s run time, 3.0 KiB in, 768 B out (since 2026-02-01)",
+            "Usage:          3 runs, 1m05s run time, 3.0 KiB in, 768 B out (since 2026-02-01)\n\
+             Budget:         tier1 37/1000 used in this window (resets 2026-03-01T12:00:37Z), \
+             as the tenant reported; tier2 not reported (the plugin made no write)\n",
             "Generation:     2 (observed 2)",
             "  Ready    True     Synced   30m00s   the automation matches the spec",
             "  Name:         Nightly",
@@ -365,6 +474,68 @@ mod tests {
             "{text}"
         );
         assert!(!with(json!({})).contains("admin"));
+    }
+
+    #[test]
+    fn the_budget_line_says_per_tier_what_the_tenant_reported_or_why_not() {
+        let line = |b: Option<BudgetReport>| super::budget(b.as_ref());
+        assert_eq!(
+            line(Some(BudgetReport {
+                tier1: Some(tier_budget(1000, 1000)),
+                tier2: Some(tier_budget(100, 0)),
+            })),
+            "tier1 0/1000 used in this window (resets 2026-03-01T12:00:37Z), as the tenant \
+             reported; tier2 100/100 used in this window (resets 2026-03-01T12:00:37Z), as the \
+             tenant reported"
+        );
+        assert_eq!(
+            line(Some(BudgetReport {
+                tier1: None,
+                tier2: Some(tier_budget(100, 99)),
+            })),
+            "tier1 not reported (no read answered with rate-limit headers); tier2 1/100 used in \
+             this window (resets 2026-03-01T12:00:37Z), as the tenant reported"
+        );
+        assert_eq!(
+            line(Some(BudgetReport::default())),
+            "- (the tenant sent no rate-limit headers)"
+        );
+        assert_eq!(line(None), "- (the plugin did not call the tenant)");
+    }
+
+    #[test]
+    fn the_budget_comes_from_the_limiter_and_is_printed_as_structured_figures() {
+        use crate::qlik::{RateLimits, ratelimit::ReportedBudget};
+        let limiter = RateLimiter::new(RateLimits::default());
+        assert_eq!(BudgetReport::of(&limiter), BudgetReport::default());
+        let seen = render::parse_time("2026-03-01T11:59:59.250Z").unwrap();
+        let reported = ReportedBudget::parse(Some("1000"), Some("963"), Some("1772366437"), seen);
+        limiter.record_reported(Tier::Tier1, reported.unwrap());
+        let budget = BudgetReport::of(&limiter);
+        assert_eq!(
+            budget,
+            BudgetReport {
+                tier1: Some(tier_budget(1000, 963)),
+                tier2: None,
+            }
+        );
+        let mut r = report();
+        r.budget = Some(budget);
+        let json = render::without_null_fields(&r).unwrap();
+        assert_eq!(
+            json["budget"],
+            json!({"tier1": {"limit": 1000, "remaining": 963, "used": 37,
+                             "resetAt": "2026-03-01T12:00:37Z",
+                             "seenAt": "2026-03-01T11:59:59Z"}})
+        );
+        // Without a call there is no budget object at all.
+        r.budget = None;
+        assert!(
+            render::without_null_fields(&r)
+                .unwrap()
+                .get("budget")
+                .is_none()
+        );
     }
 
     #[test]

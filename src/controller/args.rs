@@ -1,0 +1,57 @@
+//! The flags of `qlik-automations-operator run`.
+
+use std::net::SocketAddr;
+
+/// Flags of `qlik-automations-operator run`; each is also read from an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Namespaces to watch, comma separated; all namespaces when empty.
+    #[arg(long, env = "QAO_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Only reconcile objects matching this label selector (e.g. `team=data`).
+    #[arg(long, env = "QAO_LABEL_SELECTOR")]
+    pub label_selector: Option<String>,
+    /// A Secret (`namespace/name`) with `tenantUrl` and `apiKey` used by objects that set no
+    /// `spec.connection`.
+    #[arg(long, env = "QAO_DEFAULT_CONNECTION")]
+    pub default_connection: Option<String>,
+    /// How many objects are reconciled at once.
+    #[arg(long, env = "QAO_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+    /// How often a converged object is compared with the tenant again, in seconds.
+    #[arg(long, env = "QAO_RESYNC_SECONDS", default_value_t = 300)]
+    pub resync_seconds: u64,
+    /// How old a tenant's list view may get before a reconcile refreshes it, in seconds
+    /// (default: the resync interval, so a converged tenant costs one list pass per resync).
+    /// Out-of-band edits are noticed within this time.
+    #[arg(long, env = "QAO_VIEW_MAX_AGE_SECONDS")]
+    pub view_max_age_seconds: Option<u64>,
+    /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
+    #[arg(long, env = "QAO_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Elect one active replica through a Lease (turn on when running more than one).
+    #[arg(long, env = "QAO_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+    /// Namespace of the leader-election Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "QAO_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "QAO_LEASE_NAME",
+        default_value = "qlik-automations-operator"
+    )]
+    pub lease_name: String,
+    /// Qlik Tier 1 (read) requests per minute per tenant and key.
+    #[arg(long, env = "QAO_TIER1_PER_MINUTE", default_value_t = 1000)]
+    pub tier1_per_minute: u32,
+    /// Qlik Tier 2 (write) requests per minute per tenant and key.
+    #[arg(long, env = "QAO_TIER2_PER_MINUTE", default_value_t = 100)]
+    pub tier2_per_minute: u32,
+    /// Timeout of one request to Qlik, in seconds.
+    #[arg(long, env = "QAO_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+    /// Do not verify the tenant's TLS certificate. Dangerous; for test tenants only.
+    #[arg(long, env = "QAO_INSECURE_SKIP_TLS_VERIFY", default_value_t = false)]
+    pub insecure_skip_tls_verify: bool,
+}

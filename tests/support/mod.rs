@@ -1,0 +1,20 @@
+//! Test support shared by the integration tests and the benchmark harness.
+//!
+//! A test binary at `tests/NAME.rs` declares it with `mod support;`; a binary in a directory
+//! (`tests/reliability/main.rs`) or a bench names the file:
+//! `#[path = "../support/mod.rs"] mod support;`.
+//!
+//! * [`control_plane`]: a real local etcd + kube-apiserver, one per test binary or private.
+//! * [`operator`]: the CRDs installed, the operator binary as a child process (with its
+//!   `/healthz` and `/readyz` when started with a fixed `--listen` address), an emulator with
+//!   known keys, test namespaces and connection Secrets.
+//! * [`fuzz`]: the seeded generator of malformed answers (bodies, statuses, headers) behind
+//!   both the client's unit-level fuzz (`src/qlik/client.rs`, which `include!`s it) and the
+//!   HTTP fuzz (`tests/client_fuzz.rs`).
+//!
+//! Every binary uses only part of it.
+#![allow(dead_code)]
+
+pub mod control_plane;
+pub mod fuzz;
+pub mod operator;

@@ -14,9 +14,8 @@ mod support;
 
 use std::{
     collections::{BTreeSet, HashMap},
-    io::Write,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -42,87 +41,15 @@ use qlik_automations_operator::{
 };
 use serde_json::{Value, json};
 
+use support::chart::{CHART, helm_template, of_kind, output, render, single, succeed, yaml_docs};
 use support::control_plane::{ControlPlane, scripts_dir, unique_name};
 use support::operator::{ADMIN_KEY, OperatorProcess, ensure_crds, wait_for};
 
-const CHART: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/charts/qlik-automations-operator"
-);
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 const WAIT: Duration = Duration::from_secs(90);
 
 // ------------------------------------------------------------------------------------------
 // Helpers
-
-/// Runs `cmd` off the async runtime (the emulator and clients keep running meanwhile), with
-/// `stdin` piped in when given.
-async fn output(mut cmd: Command, stdin: Option<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-        if let Some(text) = stdin {
-            let mut pipe = child.stdin.take().unwrap();
-            pipe.write_all(text.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-/// Runs `cmd` and returns its stdout; panics with both streams when it fails.
-async fn succeed(cmd: Command, stdin: Option<String>) -> String {
-    let what = format!("{cmd:?}");
-    let out = output(cmd, stdin).await;
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Every document of a multi-document YAML stream, as JSON values (empty documents dropped).
-fn yaml_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .filter(|v: &Value| !v.is_null())
-        .collect()
-}
-
-fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    docs.iter().filter(|d| d["kind"] == kind).collect()
-}
-
-fn single<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
-    let found = of_kind(docs, kind);
-    assert_eq!(found.len(), 1, "expected one {kind}, got {}", found.len());
-    found[0]
-}
-
-fn helm_template(release: &str, namespace: &str, sets: &[&str]) -> Command {
-    let mut cmd = Command::new(ControlPlane::shared().helm_path());
-    cmd.args(["template", release, CHART, "--namespace", namespace]);
-    for set in sets {
-        cmd.args(["--set", set]);
-    }
-    cmd
-}
-
-async fn render(release: &str, namespace: &str, sets: &[&str]) -> Vec<Value> {
-    yaml_docs(&succeed(helm_template(release, namespace, sets), None).await)
-}
 
 /// (apiGroup, resource, verb) triples.
 type Permissions = BTreeSet<(String, String, String)>;

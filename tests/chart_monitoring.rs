@@ -25,9 +25,8 @@ mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::Write,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     sync::OnceLock,
     time::Duration,
 };
@@ -40,17 +39,15 @@ use qlik_automations_operator::{
 use serde_json::Value;
 
 use support::{
+    chart::{CHART, helm_template, of_kind, output, render, single, succeed, yaml_docs},
     control_plane::{ControlPlane, unique_name},
+    exposition::{self, Sample},
     operator::{
         DEBUG_LOG, OperatorProcess, TestNamespace, USER_KEY, automation_yaml, emulator,
         ensure_crds, free_addr, run_args, wait_ready, wait_reason,
     },
 };
 
-const CHART: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/charts/qlik-automations-operator"
-);
 /// Both switches on.
 const BOTH: [&str; 2] = [
     "monitoring.dashboard.enabled=true",
@@ -81,77 +78,9 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs `cmd` off the async runtime, with `stdin` piped in when given.
-async fn output(mut cmd: Command, stdin: Option<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-        if let Some(text) = stdin {
-            let mut pipe = child.stdin.take().unwrap();
-            pipe.write_all(text.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-/// Runs `cmd` and returns its stdout; panics with both streams when it fails.
-async fn succeed(cmd: Command, stdin: Option<String>) -> String {
-    let what = format!("{cmd:?}");
-    let out = output(cmd, stdin).await;
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Every document of a multi-document YAML stream, as JSON values (empty documents dropped).
-fn yaml_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .filter(|v: &Value| !v.is_null())
-        .collect()
-}
-
-fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    docs.iter().filter(|d| d["kind"] == kind).collect()
-}
-
-fn single<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
-    let found = of_kind(docs, kind);
-    assert_eq!(found.len(), 1, "expected one {kind}, got {}", found.len());
-    found[0]
-}
-
-fn helm_template(release: &str, namespace: &str, sets: &[&str]) -> Command {
-    let mut cmd = Command::new(ControlPlane::shared().helm_path());
-    cmd.args(["template", release, CHART, "--namespace", namespace]);
-    for set in sets {
-        cmd.args(["--set", set]);
-    }
-    cmd
-}
-
 /// `helm template` of the chart, as text.
 async fn render_text(release: &str, namespace: &str, sets: &[&str]) -> String {
     succeed(helm_template(release, namespace, sets), None).await
-}
-
-async fn render(release: &str, namespace: &str, sets: &[&str]) -> Vec<Value> {
-    yaml_docs(&render_text(release, namespace, sets).await)
 }
 
 /// The ConfigMaps that carry the dashboard.
@@ -271,56 +200,6 @@ async fn uses(files: &Extracted) -> Uses {
             .insert(label.to_owned());
     }
     Uses { metrics, labels }
-}
-
-/// One sample of the text exposition: its name and label names (values are not needed).
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-}
-
-/// Parses the Prometheus/OpenMetrics text exposition, comments skipped.
-fn parse_exposition(text: &str) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let end = line
-            .find(['{', ' '])
-            .unwrap_or_else(|| panic!("no value: {line}"));
-        let mut labels = BTreeMap::new();
-        if line[end..].starts_with('{') {
-            let mut chars = line[end + 1..].chars();
-            let mut key = String::new();
-            loop {
-                match chars.next().unwrap_or_else(|| panic!("unclosed: {line}")) {
-                    '}' => break,
-                    ',' | ' ' => {}
-                    '=' => {
-                        assert_eq!(chars.next(), Some('"'), "{line}");
-                        let mut value = String::new();
-                        loop {
-                            match chars.next() {
-                                Some('"') => break,
-                                Some('\\') => value.push(chars.next().unwrap()),
-                                Some(c) => value.push(c),
-                                None => panic!("unclosed value: {line}"),
-                            }
-                        }
-                        labels.insert(std::mem::take(&mut key), value);
-                    }
-                    c => key.push(c),
-                }
-            }
-        }
-        samples.push(Sample {
-            name: line[..end].to_owned(),
-            labels,
-        });
-    }
-    samples
 }
 
 /// What of `uses` the scrape lacks: metric names without a sample (a histogram's series
@@ -845,7 +724,7 @@ async fn every_metric_and_label_they_use_is_in_a_live_scrape() {
             .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         assert!(response.status().is_success(), "GET {url}: {response:?}");
         let text = response.text().await.unwrap();
-        let samples = parse_exposition(&text);
+        let samples = exposition::parse(&text);
         let lacking = missing(&uses, &samples);
         if lacking.is_empty() {
             break samples;

@@ -29,72 +29,21 @@ use serde_json::{Value, json};
 
 use support::control_plane::ControlPlane;
 use support::operator::{
-    ADMIN_KEY, Operator, TestNamespace, USER_ID, USER_KEY, emulator, ready_status, wait_for,
+    Operator, TestNamespace, USER_ID, USER_KEY, emulator, ready_status, wait_for,
 };
+use support::plugin::{Out, qlik, run};
 
 /// Exit statuses `diff` documents (as `kubectl diff`).
 const DIFF_NONE: i32 = 0;
 const DIFF_SOME: i32 = 1;
 const DIFF_ERROR: i32 = 2;
 
-/// What one command did.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn expect_code(self, code: i32) -> Out {
-        assert_eq!(self.code, code, "exit status: {self:#?}");
-        self
-    }
-
-    fn ok(self) -> Out {
-        self.expect_code(0)
-    }
-}
-
-async fn output(cmd: &mut tokio::process::Command, what: &str) -> Out {
-    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish in 300s"))
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let out = Out {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    for secret in [USER_KEY, ADMIN_KEY] {
-        assert!(
-            !out.stdout.contains(secret) && !out.stderr.contains(secret),
-            "{what} printed an API key: {out:#?}"
-        );
-    }
-    out
-}
-
-/// `kubectl-qlik ARGS` as the control plane's admin, with the control plane's kubectl for
-/// `diff -k`.
-async fn qlik(args: &[&str]) -> Out {
-    let cp = ControlPlane::shared();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-qlik"));
-    cmd.args(args)
-        .env("KUBECONFIG", cp.kubeconfig_path())
-        .env("QAO_KUBECTL", cp.kubectl_path())
-        .env_remove("QAO_DEFAULT_CONNECTION")
-        .env_remove("RUST_LOG");
-    output(&mut cmd, &format!("kubectl-qlik {args:?}")).await
-}
-
 /// The control plane's kubectl as its admin.
 async fn kubectl(args: &[&str]) -> Out {
     let cp = ControlPlane::shared();
     let mut cmd = tokio::process::Command::new(cp.kubectl_path());
     cmd.arg("--kubeconfig").arg(cp.kubeconfig_path()).args(args);
-    output(&mut cmd, &format!("kubectl {args:?}")).await
+    run(&mut cmd, &format!("kubectl {args:?}")).await
 }
 
 /// A client of the emulator as the plain user (whose key the Secrets hold), without the
@@ -864,7 +813,7 @@ async fn the_readme_promotion_walkthrough_works_as_written() {
             .env_remove("RUST_LOG");
         cmd
     };
-    output(
+    run(
         &mut sh(&format!(
             "kubectl config set-context --current --namespace={}",
             ns.name
@@ -878,7 +827,7 @@ async fn the_readme_promotion_walkthrough_works_as_written() {
     for line in &commands {
         // `# exit 1` after a command: the status the README promises.
         let expected = if line.contains("# exit 1") { 1 } else { 0 };
-        let out = output(&mut sh(line), line).await;
+        let out = run(&mut sh(line), line).await;
         eprintln!("$ {line}\n{}{}", out.stdout, out.stderr);
         assert_eq!(out.code, expected, "`{line}`: {out:#?}");
         outputs.push((line.clone(), out));

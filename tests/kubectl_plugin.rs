@@ -35,72 +35,13 @@ use support::control_plane::ControlPlane;
 use support::operator::{
     Operator, TestNamespace, USER_ID, USER_KEY, emulator, wait_for, wait_ready,
 };
+use support::plugin::{qlik, qlik_with};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Exit statuses the plugin documents.
 const EXIT_ERROR: i32 = 1;
 const EXIT_RUN_UNSUCCESSFUL: i32 = 3;
 const EXIT_TIMEOUT: i32 = 4;
-
-/// What one `kubectl-qlik` invocation did.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    /// Panics with everything printed unless the exit status is `code`.
-    fn expect_code(self, code: i32) -> Out {
-        assert_eq!(self.code, code, "exit status of kubectl-qlik: {self:#?}");
-        self
-    }
-
-    fn ok(self) -> Out {
-        self.expect_code(0)
-    }
-
-    /// Neither stream contains any of `secrets`.
-    fn assert_hides(&self, secrets: &[&str]) {
-        for secret in secrets {
-            assert!(
-                !self.stdout.contains(secret) && !self.stderr.contains(secret),
-                "a secret was printed: {self:#?}"
-            );
-        }
-    }
-}
-
-/// Runs `kubectl-qlik ARGS` with `KUBECONFIG=kubeconfig` (and no default connection from the
-/// test's own environment). Async, so the in-process emulator keeps serving meanwhile.
-async fn qlik_with(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-qlik"));
-    cmd.args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("QAO_DEFAULT_CONNECTION")
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("kubectl-qlik {args:?} did not finish in 120s"))
-        .expect("run kubectl-qlik");
-    let out = Out {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    out.assert_hides(&[USER_KEY, support::operator::ADMIN_KEY]);
-    out
-}
-
-/// Runs `kubectl-qlik ARGS` as the control plane's admin.
-async fn qlik(args: &[&str]) -> Out {
-    qlik_with(&ControlPlane::shared().kubeconfig_path(), args, &[]).await
-}
 
 /// A client of the emulator as the plain user (the key the connection Secrets hold).
 fn tenant(emu: &RunningEmulator) -> QlikClient {

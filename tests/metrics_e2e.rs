@@ -9,10 +9,7 @@
 
 mod support;
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    time::Duration,
-};
+use std::{collections::BTreeSet, time::Duration};
 
 use qlik_automations_operator::{
     crd::QlikAutomation,
@@ -22,6 +19,7 @@ use qlik_automations_operator::{
 
 use support::{
     control_plane::{ControlPlane, unique_name},
+    exposition::{Sample, parse},
     operator::{
         ADMIN_KEY, DEBUG_LOG, OperatorProcess, TestNamespace, USER_ID, USER_KEY, automation_yaml,
         emulator, free_addr, run_args, wait_ready, wait_reason,
@@ -38,75 +36,6 @@ const TIER2_PER_MINUTE: f64 = 90.0;
 
 /// The metric names' common prefix.
 const PREFIX: &str = "qlik_automations_operator_";
-
-/// One sample of the text exposition: `name{labels} value`.
-#[derive(Debug, Clone)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses the Prometheus/OpenMetrics text exposition (comments skipped, label values
-/// unescaped); panics on a line it cannot read.
-fn parse(text: &str) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let name_end = line
-            .find(['{', ' '])
-            .unwrap_or_else(|| panic!("no value: {line}"));
-        let name = line[..name_end].to_owned();
-        let mut labels = BTreeMap::new();
-        let mut rest = &line[name_end..];
-        if let Some(inner) = rest.strip_prefix('{') {
-            let mut chars = inner.char_indices();
-            let mut key = String::new();
-            let end = loop {
-                let (i, c) = chars.next().unwrap_or_else(|| panic!("unclosed: {line}"));
-                match c {
-                    '}' => break i,
-                    ',' | ' ' => {}
-                    '=' => {
-                        assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line}");
-                        let mut value = String::new();
-                        loop {
-                            match chars.next().map(|(_, c)| c) {
-                                Some('"') => break,
-                                Some('\\') => match chars.next().map(|(_, c)| c) {
-                                    Some('n') => value.push('\n'),
-                                    Some(c) => value.push(c),
-                                    None => panic!("bad escape: {line}"),
-                                },
-                                Some(c) => value.push(c),
-                                None => panic!("unclosed value: {line}"),
-                            }
-                        }
-                        labels.insert(std::mem::take(&mut key), value);
-                    }
-                    c => key.push(c),
-                }
-            };
-            rest = &inner[end + 1..];
-        }
-        let value = rest
-            .split_whitespace()
-            .next()
-            .unwrap_or_else(|| panic!("no value: {line}"));
-        let value = value
-            .parse::<f64>()
-            .unwrap_or_else(|e| panic!("value {value:?} in {line}: {e}"));
-        samples.push(Sample {
-            name,
-            labels,
-            value,
-        });
-    }
-    samples
-}
 
 /// The samples of `name` (without the prefix) whose labels include every pair of `with`.
 fn select<'a>(samples: &'a [Sample], name: &str, with: &[(&str, &str)]) -> Vec<&'a Sample> {

@@ -8,6 +8,9 @@
 //! * [`operator`]: the CRDs installed, the operator binary as a child process (with its
 //!   `/healthz` and `/readyz` when started with a fixed `--listen` address), an emulator with
 //!   known keys, test namespaces and connection Secrets.
+//! * [`chart`]: `helm template` of the chart and commands run off the async runtime.
+//! * [`exposition`]: the Prometheus text exposition parsed into samples.
+//! * [`plugin`]: `kubectl-qlik` and other commands run, with their output checked for keys.
 //! * [`fuzz`]: the seeded generator of malformed answers (bodies, statuses, headers) behind
 //!   both the client's unit-level fuzz (`src/qlik/client.rs`, which `include!`s it) and the
 //!   HTTP fuzz (`tests/client_fuzz.rs`).
@@ -15,6 +18,9 @@
 //! Every binary uses only part of it.
 #![allow(dead_code)]
 
+pub mod chart;
 pub mod control_plane;
+pub mod exposition;
 pub mod fuzz;
 pub mod operator;
+pub mod plugin;

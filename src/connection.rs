@@ -1,14 +1,18 @@
-//! Resolving a resource's connection to a tenant URL and API key, from a Secret.
+//! Resolving a resource's connection to a tenant URL, an identity (API key or OAuth2 M2M
+//! client) and an API generation, from a Secret.
 //!
 //! Shared by the reconcilers and the kubectl plugin, so both read Secrets the same way and
 //! refuse the same things.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
+use kube::Api as KubeApi;
 
 use crate::{
-    crd::{Connection, SECRET_KEY_API_KEY, SECRET_KEY_TENANT_URL},
-    qlik::ApiKey,
+    crd::{
+        Connection, SECRET_KEY_API, SECRET_KEY_API_KEY, SECRET_KEY_CLIENT_ID,
+        SECRET_KEY_CLIENT_SECRET, SECRET_KEY_SCOPE, SECRET_KEY_TENANT_URL,
+    },
+    qlik::{Api, ApiKey, Credential, OAuthClient, Redacted, auth::DEFAULT_SCOPE},
 };
 
 /// Why a connection could not be resolved.
@@ -84,13 +88,15 @@ pub fn parse_secret_ref(value: Option<&str>) -> Result<Option<(String, String)>,
     }
 }
 
-/// The tenant URL and key of a connection.
+/// The tenant URL, identity and API generation of a connection.
 #[derive(Debug, Clone)]
 pub struct Credentials {
     /// The tenant URL as written in the Secret.
     pub tenant_url: String,
-    /// The API key.
-    pub api_key: ApiKey,
+    /// The API key or OAuth client.
+    pub credential: Credential,
+    /// The API generation to speak.
+    pub api: Api,
     /// `namespace/name` of the Secret they came from.
     pub secret: String,
 }
@@ -122,13 +128,13 @@ pub fn secret_of(
     }
 }
 
-/// Reads `tenantUrl` and `apiKey` from the Secret `secret_ns/secret_name`.
+/// Reads the connection in the Secret `secret_ns/secret_name` (see [`credentials_from`]).
 pub async fn read_secret(
     kube: &kube::Client,
     secret_ns: &str,
     secret_name: &str,
 ) -> Result<Credentials, ConnectionError> {
-    let secrets: Api<Secret> = Api::namespaced(kube.clone(), secret_ns);
+    let secrets: KubeApi<Secret> = KubeApi::namespaced(kube.clone(), secret_ns);
     let secret = secrets
         .get_opt(secret_name)
         .await
@@ -140,30 +146,75 @@ pub async fn read_secret(
         .ok_or_else(|| {
             ConnectionError::Invalid(format!("Secret {secret_ns}/{secret_name} does not exist"))
         })?;
-    let read = |key: &str| -> Result<String, ConnectionError> {
-        let value = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned())
-            .or_else(|| {
-                secret
-                    .string_data
-                    .as_ref()
-                    .and_then(|d| d.get(key))
-                    .map(|v| v.trim().to_owned())
-            });
-        match value {
-            Some(v) if !v.is_empty() => Ok(v),
-            _ => Err(ConnectionError::Invalid(format!(
-                "Secret {secret_ns}/{secret_name} has no key {key:?}"
-            ))),
+    // `data` wins over `stringData`, as the apiserver merges them.
+    let mut values = std::collections::BTreeMap::new();
+    for (key, value) in secret.string_data.unwrap_or_default() {
+        values.insert(key, value);
+    }
+    for (key, value) in secret.data.unwrap_or_default() {
+        values.insert(key, String::from_utf8_lossy(&value.0).into_owned());
+    }
+    credentials_from(&values, &format!("{secret_ns}/{secret_name}"))
+}
+
+/// The connection a Secret's decoded `values` describe: `tenantUrl`, then either `apiKey` or
+/// `clientId` + `clientSecret` (+ `scope`), and optionally `api` (`workflows`, the default,
+/// or `v1`). Errors name the Secret and the key, never a value.
+pub fn credentials_from(
+    values: &std::collections::BTreeMap<String, String>,
+    secret: &str,
+) -> Result<Credentials, ConnectionError> {
+    let get = |key: &str| {
+        values
+            .get(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let invalid = |why: String| Err(ConnectionError::Invalid(format!("Secret {secret} {why}")));
+    let Some(tenant_url) = get(SECRET_KEY_TENANT_URL) else {
+        return invalid(format!("has no key {SECRET_KEY_TENANT_URL:?}"));
+    };
+    let oauth = (get(SECRET_KEY_CLIENT_ID), get(SECRET_KEY_CLIENT_SECRET));
+    let credential = match (get(SECRET_KEY_API_KEY), oauth) {
+        (Some(_), (Some(_), _) | (_, Some(_))) => {
+            return invalid(format!(
+                "has both {SECRET_KEY_API_KEY:?} and an OAuth client: keep one"
+            ));
+        }
+        (Some(key), _) => Credential::ApiKey(ApiKey::new(key)),
+        (None, (Some(client_id), Some(client_secret))) => Credential::OAuth(OAuthClient {
+            client_id,
+            client_secret: Redacted::new(client_secret),
+            scope: get(SECRET_KEY_SCOPE).unwrap_or_else(|| DEFAULT_SCOPE.to_owned()),
+        }),
+        (None, (Some(_), None)) => {
+            return invalid(format!(
+                "has {SECRET_KEY_CLIENT_ID:?} but no {SECRET_KEY_CLIENT_SECRET:?}"
+            ));
+        }
+        (None, (None, Some(_))) => {
+            return invalid(format!(
+                "has {SECRET_KEY_CLIENT_SECRET:?} but no {SECRET_KEY_CLIENT_ID:?}"
+            ));
+        }
+        (None, (None, None)) => {
+            return invalid(format!(
+                "has no key {SECRET_KEY_API_KEY:?} (or {SECRET_KEY_CLIENT_ID:?} and {SECRET_KEY_CLIENT_SECRET:?})"
+            ));
         }
     };
+    let api = match get(SECRET_KEY_API) {
+        None => Api::default(),
+        Some(value) => match value.parse::<Api>() {
+            Ok(api) => api,
+            Err(e) => return invalid(format!("key {SECRET_KEY_API:?}: {e}")),
+        },
+    };
     Ok(Credentials {
-        tenant_url: read(SECRET_KEY_TENANT_URL)?,
-        api_key: ApiKey::new(read(SECRET_KEY_API_KEY)?),
-        secret: format!("{secret_ns}/{secret_name}"),
+        tenant_url,
+        credential,
+        api,
+        secret: secret.to_owned(),
     })
 }
 
@@ -181,6 +232,65 @@ mod tests {
         assert_eq!(parse_secret_ref(Some(" ")).unwrap(), None);
         for bad in ["qlik", "/qlik", "ops/", "a/b/c"] {
             assert!(parse_secret_ref(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    fn secret(pairs: &[(&str, &str)]) -> Result<Credentials, String> {
+        let values = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        credentials_from(&values, "ops/qlik").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_secret_holds_an_api_key_or_an_oauth_client_and_a_generation() {
+        let t = ("tenantUrl", "https://t.example.com");
+        let key = secret(&[t, ("apiKey", " k1 ")]).unwrap();
+        assert_eq!(key.credential, Credential::ApiKey(ApiKey::new("k1")));
+        assert_eq!(key.api, Api::Workflows);
+        let bot = secret(&[t, ("clientId", "c1"), ("clientSecret", "s1"), ("api", "v1")]).unwrap();
+        assert_eq!(
+            bot.credential,
+            Credential::OAuth(OAuthClient {
+                client_id: "c1".into(),
+                client_secret: Redacted::new("s1"),
+                scope: "admin.automations".into(),
+            })
+        );
+        assert_eq!(bot.api, Api::V1);
+        let scoped = secret(&[
+            t,
+            ("clientId", "c1"),
+            ("clientSecret", "s1"),
+            ("scope", "x y"),
+        ]);
+        assert!(matches!(scoped.unwrap().credential, Credential::OAuth(c) if c.scope == "x y"));
+    }
+
+    #[test]
+    fn a_bad_secret_is_named_without_its_values() {
+        let t = ("tenantUrl", "https://t.example.com");
+        for (pairs, expected) in [
+            (vec![("apiKey", "k-value")], "no key \"tenantUrl\""),
+            (vec![t], "no key \"apiKey\""),
+            (
+                vec![t, ("apiKey", "k-value"), ("clientId", "c")],
+                "keep one",
+            ),
+            (vec![t, ("clientId", "c")], "no \"clientSecret\""),
+            (vec![t, ("clientSecret", "s-value")], "no \"clientId\""),
+            (vec![t, ("apiKey", "k-value"), ("api", "v2")], "\"api\""),
+        ] {
+            let text = secret(&pairs).unwrap_err();
+            assert!(
+                text.contains("ops/qlik") && text.contains(expected),
+                "{text}"
+            );
+            assert!(
+                !text.contains("k-value") && !text.contains("s-value"),
+                "{text}"
+            );
         }
     }
 }

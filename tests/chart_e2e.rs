@@ -1114,7 +1114,10 @@ async fn an_installed_chart_runs_the_examples_as_its_service_account_with_minima
     let settings: Api<QlikAutomationSettings> = Api::namespaced(admin.clone(), team);
     let s = settings.get("tenant-settings").await.unwrap();
     assert!(ready(&s.status.as_ref().unwrap().conditions));
-    assert_eq!(s.status.unwrap().automations_enabled, Some(true));
+    // The example speaks workflows, the default generation: its setting, not v1's.
+    let observed = s.status.unwrap();
+    assert_eq!(observed.max_concurrent_runs_per_automation, Some(5));
+    assert_eq!(observed.automations_enabled, None);
     assert_eq!(
         remote_names(&emu),
         BTreeSet::from(["Nightly reload".into(), "Webhook sync".into()])

@@ -1,9 +1,10 @@
 //! A seeded fuzz of the Automations API client over real HTTP: malformed bodies, statuses and
 //! headers from a scripted server, broken HTTP from a raw TCP one, and a tenant whose pages
 //! loop. Never a panic or a hang; always a value or a `QlikError` whose status and class follow
-//! the answer, and never the key. The answers come from `support::fuzz`, the generator the
-//! client's unit-level fuzz (`src/qlik/client.rs`) shares. No Kubernetes here: no control
-//! plane is started.
+//! the answer, and never the key. Cases alternate between the two API generations (the
+//! default, workflows, and v1), so both URL shapes and both settings objects are fuzzed. The
+//! answers come from `support::fuzz`, the generator the client's unit-level fuzz
+//! (`src/qlik/client.rs`) shares. No Kubernetes here: no control plane is started.
 
 // Tests state what must hold with unwrap/expect; the crate's lints forbid them elsewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use qlik_automations_operator::qlik::{self, ErrorClass, QlikError, RetryPolicy};
+use qlik_automations_operator::qlik::{self, Api, ErrorClass, QlikError, RetryPolicy};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::json;
 
@@ -83,16 +84,24 @@ async fn raw_server(answers: Arc<Mutex<VecDeque<Vec<u8>>>>) -> SocketAddr {
     addr
 }
 
-/// A client of the server at `addr` without retries (each call meets exactly the answers
-/// queued for it) and with a 5 s request timeout.
-fn fuzz_client(addr: SocketAddr) -> qlik::QlikClient {
+/// A client of the server at `addr` speaking `api`, without retries (each call meets exactly
+/// the answers queued for it) and with a 5 s request timeout.
+fn fuzz_client(addr: SocketAddr, api: Api) -> qlik::QlikClient {
     let mut config = qlik::ClientConfig::new(format!("http://{addr}"), qlik::ApiKey::new(USER_KEY));
+    config.api = api;
     config.retry = RetryPolicy::none();
     config.request_timeout = Duration::from_secs(5);
     qlik::QlikClient::new(config).unwrap()
 }
 
-/// Calls API method number `method` and reduces the answer to "a value" or the error.
+/// The generation of fuzz case `case`: workflows and v1 in turn.
+fn api_of_case(case: u32) -> Api {
+    Api::ALL[(case % 2) as usize]
+}
+
+/// Calls API method number `method` and reduces the answer to "a value" or the error. Every
+/// method is one both generations have, with only fields the client's generation has (a
+/// refusal before sending would meet none of the queued answers).
 async fn call_method(
     client: qlik::QlikClient,
     method: u32,
@@ -133,8 +142,15 @@ async fn call_method(
         9 => client.export_run("a1", "r1").await.map(|_| "export")?,
         10 => client.get_settings().await.map(|_| "settings")?,
         11 => client
-            .update_settings(&Settings {
-                automations_enabled: true,
+            .update_settings(&match client.api() {
+                Api::V1 => Settings {
+                    automations_enabled: Some(true),
+                    ..Settings::default()
+                },
+                Api::Workflows => Settings {
+                    max_concurrent_runs_per_automation: Some(5),
+                    ..Settings::default()
+                },
             })
             .await
             .map(|_| "settings")?,
@@ -172,7 +188,7 @@ async fn malformed_answers_give_a_value_or_a_typed_error_never_a_panic_or_a_hang
     let mut outcomes: BTreeMap<String, u32> = BTreeMap::new();
     let mut failures = Vec::new();
     let started = Instant::now();
-    let mut client = fuzz_client(addr);
+    let mut clients = Api::ALL.map(|api| fuzz_client(addr, api));
     let mut blocked = false;
 
     for case in 0..CASES {
@@ -181,21 +197,24 @@ async fn malformed_answers_give_a_value_or_a_typed_error_never_a_panic_or_a_hang
             .collect();
         *script.queue.lock().unwrap() = answers.iter().cloned().collect();
         let method = rng.random_range(0..METHODS);
-        // A 429 blocks the client's tier for as long as it says: take a fresh client after one.
+        // A 429 blocks the client's tier for as long as it says: take fresh clients after one.
         if blocked {
-            client = fuzz_client(addr);
+            clients = Api::ALL.map(|api| fuzz_client(addr, api));
         }
         blocked = answers.iter().any(|a| a.status == 429);
-        let client = client.clone();
+        let api = api_of_case(case);
+        let client = clients.iter().find(|c| c.api() == api).unwrap().clone();
         let call = tokio::spawn(call_method(client, method, addr));
         let result = match tokio::time::timeout(Duration::from_secs(10), call).await {
             Err(_) => {
-                failures.push(format!("case {case}: method {method} hung on {answers:?}"));
+                failures.push(format!(
+                    "case {case}: {api} method {method} hung on {answers:?}"
+                ));
                 continue;
             }
             Ok(Err(join)) => {
                 failures.push(format!(
-                    "case {case}: method {method} panicked ({join}) on {:?}",
+                    "case {case}: {api} method {method} panicked ({join}) on {:?}",
                     answers[0]
                 ));
                 continue;
@@ -221,7 +240,7 @@ async fn malformed_answers_give_a_value_or_a_typed_error_never_a_panic_or_a_hang
                     };
                     if e.status() != Some(first) || e.class() != class {
                         failures.push(format!(
-                            "case {case}: {first} became {:?} {:?}: {e}",
+                            "case {case}: {api} {first} became {:?} {:?}: {e}",
                             e.status(),
                             e.class()
                         ));
@@ -239,7 +258,7 @@ async fn malformed_answers_give_a_value_or_a_typed_error_never_a_panic_or_a_hang
             if let Err(e) = &result
                 && !matches!(e, QlikError::Decode { .. })
             {
-                failures.push(format!("case {case}: a 2xx gave {e:?}"));
+                failures.push(format!("case {case}: {api} a 2xx gave {e:?}"));
             }
         }
     }
@@ -273,7 +292,8 @@ async fn malformed_answers_give_a_value_or_a_typed_error_never_a_panic_or_a_hang
         };
         raw_answers.lock().unwrap().push_back(answer);
         let method = rng.random_range(0..METHODS);
-        let call = tokio::spawn(call_method(fuzz_client(raw_addr), method, raw_addr));
+        let client = fuzz_client(raw_addr, api_of_case(case));
+        let call = tokio::spawn(call_method(client, method, raw_addr));
         match tokio::time::timeout(Duration::from_secs(10), call).await {
             Err(_) => failures.push(format!("raw case {case}: method {method} hung")),
             Ok(Err(join)) => failures.push(format!("raw case {case}: panicked ({join})")),
@@ -288,26 +308,30 @@ async fn malformed_answers_give_a_value_or_a_typed_error_never_a_panic_or_a_hang
     }
 
     // A tenant whose next page is always the same page must not keep the client forever.
-    *script.repeat.lock().unwrap() = Some(Answer {
-        status: 200,
-        headers: vec![],
-        body: json!({"data": [{"id": "a"}], "links": {"next": {"href": format!("http://{addr}/api/v1/automations?cursor=same")}}})
-            .to_string()
-            .into_bytes(),
-    });
-    let looped = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::spawn(call_method(fuzz_client(addr), 1, addr)),
-    )
-    .await;
-    match looped {
-        Err(_) => failures.push("a pagination loop kept list_automations forever".into()),
-        Ok(Err(join)) => failures.push(format!("a pagination loop panicked: {join}")),
-        Ok(Ok(Ok(_))) => failures.push("a pagination loop gave a value".into()),
-        Ok(Ok(Err(e))) => {
-            *outcomes
-                .entry(format!("pagination loop:{}", e.class().reason()))
-                .or_default() += 1
+    for api in Api::ALL {
+        *script.repeat.lock().unwrap() = Some(Answer {
+            status: 200,
+            headers: vec![],
+            body: json!({"data": [{"id": "a"}], "links": {"next": {"href": format!("http://{addr}/api{}?cursor=same", api.prefix())}}})
+                .to_string()
+                .into_bytes(),
+        });
+        let looped = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::spawn(call_method(fuzz_client(addr, api), 1, addr)),
+        )
+        .await;
+        match looped {
+            Err(_) => failures.push(format!(
+                "{api}: a pagination loop kept list_automations forever"
+            )),
+            Ok(Err(join)) => failures.push(format!("{api}: a pagination loop panicked: {join}")),
+            Ok(Ok(Ok(_))) => failures.push(format!("{api}: a pagination loop gave a value")),
+            Ok(Ok(Err(e))) => {
+                *outcomes
+                    .entry(format!("pagination loop:{}", e.class().reason()))
+                    .or_default() += 1
+            }
         }
     }
     *script.repeat.lock().unwrap() = None;
@@ -316,7 +340,7 @@ async fn malformed_answers_give_a_value_or_a_typed_error_never_a_panic_or_a_hang
         failures.is_empty(),
         "{} of {} cases failed:\n{}",
         failures.len(),
-        CASES + RAW_CASES + 1,
+        CASES + RAW_CASES + 2,
         failures
             .iter()
             .take(20)
@@ -325,7 +349,7 @@ async fn malformed_answers_give_a_value_or_a_typed_error_never_a_panic_or_a_hang
             .join("\n")
     );
     println!(
-        "RELIABILITY fuzz: seed={SEED:#x} {CASES} scripted + {RAW_CASES} raw-HTTP cases + 1 pagination loop in {:.1?} \
+        "RELIABILITY fuzz: seed={SEED:#x} {CASES} scripted + {RAW_CASES} raw-HTTP cases + 2 pagination loops, both generations, in {:.1?} \
          ({} requests): 0 panics, 0 hangs; outcomes {outcomes:?}",
         started.elapsed(),
         *script.requests.lock().unwrap()

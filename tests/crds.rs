@@ -50,8 +50,15 @@ fn both_kinds_are_in_the_qlik_category_with_a_status_subresource() {
             "Ready",
             "Age",
             "Automation ID",
-            "Owner"
+            "Owner",
+            "Space"
         ]
+    );
+    // Space only with -o wide, like the id and the owner.
+    let space = &docs[0]["spec"]["versions"][0]["additionalPrinterColumns"][8];
+    assert_eq!(
+        (space["jsonPath"].as_str(), space["priority"].as_i64()),
+        (Some(".status.spaceId"), Some(1))
     );
 }
 

@@ -2,6 +2,13 @@
 //! endpoint (status codes and shapes), authentication and visibility, list parameters and
 //! pagination, rate limits, the run lifecycle, export, settings, usage, fault injection and
 //! counters. Each test owns its emulator, so counts are exact.
+//!
+//! Behaviour both generations share is one suite: each shared body is an `async fn(Api)` and
+//! `in_both_generations!` makes it the two tests `v1::<name>` and `workflows::<name>`, with
+//! paths relative to [`Api::prefix`]. What differs (settings, `name`, interval rounding,
+//! `listAll`, deprecation headers, the workflows-only endpoints), spaces, concurrency, the one
+//! store and OAuth have explicit tests after the shared ones. One file for one test binary,
+//! long because the emulator's surface is; sections follow the module docs' order.
 
 // Tests state what must hold with unwrap/expect; the crate's lints forbid them elsewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,9 +17,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use qlik_automations_operator::emulator::{
-    ApiKey, EmulatorConfig, FaultConfig, FaultRule, RunningEmulator,
+    ApiKey, Counters, EmulatorConfig, FaultConfig, FaultRule, OAuthClient, RunningEmulator,
 };
-use qlik_automations_operator::qlik::endpoint::{Endpoint, Tier};
+use qlik_automations_operator::qlik::endpoint::{Api, Endpoint, Tier};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -20,11 +27,36 @@ use serde_json::{Value, json};
 const ALICE: &str = "alice-key";
 const BOB: &str = "bob-key";
 const ADMIN: &str = "admin-key";
+/// The OAuth client registered by [`oauth_config`], and its secret.
+const CLIENT_ID: &str = "operator";
+const CLIENT_SECRET: &str = "s3cr3t-never-shown==";
+/// The bot user the client's tokens act as.
+const BOT: &str = "bot-operator";
 const REF_AUTOMATION: &str = r#"{"name":"string","state":"available","schedules":[{"stopAt":"2022-12-01 00:00:00","startAt":"2022-01-01 00:00:00","interval":30,"timezone":"Europe/Stockholm"}],"workspace":{},"description":"string"}"#;
 
-struct Api {
+/// One emulator and an HTTP client; [`Tenant::on`] speaks one generation of its API.
+struct Tenant {
     emu: RunningEmulator,
     client: reqwest::Client,
+}
+
+/// Requests in one generation. Paths are relative to the generation's collection: `""` is
+/// the collection itself, `/{id}` an automation, `/settings` the settings.
+#[derive(Clone, Copy)]
+struct Gen<'a> {
+    emu: &'a RunningEmulator,
+    client: &'a reqwest::Client,
+    api: Api,
+}
+
+impl Tenant {
+    fn on(&self, api: Api) -> Gen<'_> {
+        Gen {
+            emu: &self.emu,
+            client: &self.client,
+            api,
+        }
+    }
 }
 
 struct Answer {
@@ -60,16 +92,46 @@ fn config() -> EmulatorConfig {
     }
 }
 
-async fn start(config: EmulatorConfig) -> Api {
+/// [`config`] plus an OAuth client and two shared spaces.
+fn oauth_config() -> EmulatorConfig {
+    EmulatorConfig {
+        oauth_clients: vec![OAuthClient::new(CLIENT_ID, CLIENT_SECRET)],
+        spaces: vec!["sp-a".to_owned(), "sp-b".to_owned()],
+        ..config()
+    }
+}
+
+fn grant() -> Value {
+    json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "client_credentials", "scope": "admin.automations"})
+}
+
+impl Tenant {
+    /// `POST /oauth/token` with `body` as JSON.
+    async fn token_request(&self, body: &Value) -> Answer {
+        let url = format!("{}/oauth/token", self.emu.base_url());
+        self.on(Api::Workflows)
+            .send(Method::POST, &url, None, Some(&body.to_string()))
+            .await
+    }
+
+    /// A fresh access token for the registered client.
+    async fn token(&self) -> String {
+        let a = self.token_request(&grant()).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        a.json["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+async fn start(config: EmulatorConfig) -> Tenant {
     qlik_automations_operator::install_crypto_provider();
     let emu = RunningEmulator::start(config).await.unwrap();
     let client = reqwest::Client::builder().build().unwrap();
-    Api { emu, client }
+    Tenant { emu, client }
 }
 
-impl Api {
+impl Gen<'_> {
     fn url(&self, path: &str) -> String {
-        format!("{}/api{path}", self.emu.base_url())
+        format!("{}/api{}{path}", self.emu.base_url(), self.api.prefix())
     }
 
     /// Sends a request like the reference's curl: a JSON body with its content type, or no
@@ -122,7 +184,7 @@ impl Api {
     }
 
     async fn create(&self, key: &str, body: Value) -> String {
-        let a = self.post("/v1/automations", key, Some(body)).await;
+        let a = self.post("", key, Some(body)).await;
         assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
         a.json["id"].as_str().unwrap().to_owned()
     }
@@ -130,7 +192,7 @@ impl Api {
     async fn run(&self, key: &str, id: &str, inputs: Value) -> String {
         let a = self
             .post(
-                &format!("/v1/automations/{id}/runs"),
+                &format!("/{id}/runs"),
                 key,
                 Some(json!({"inputs": inputs, "context": "api"})),
             )
@@ -140,9 +202,7 @@ impl Api {
     }
 
     async fn run_status(&self, key: &str, id: &str, run: &str) -> Value {
-        self.get(&format!("/v1/automations/{id}/runs/{run}"), key)
-            .await
-            .json
+        self.get(&format!("/{id}/runs/{run}"), key).await.json
     }
 
     /// Polls a run until `done` holds, returning the statuses seen in order (deduplicated).
@@ -169,6 +229,13 @@ impl Api {
         let url = format!("{}/_emulator{path}", self.emu.base_url());
         let body = body.map(|b| b.to_string());
         self.send(method, &url, None, body.as_deref()).await
+    }
+}
+
+fn other_generation(api: Api) -> Api {
+    match api {
+        Api::V1 => Api::Workflows,
+        Api::Workflows => Api::V1,
     }
 }
 
@@ -245,19 +312,59 @@ const RUN_LIST_FIELDS: &[&str] = &[
     "duration",
 ];
 
-#[tokio::test]
-async fn reference_curl_examples_answer_with_documented_codes_and_shapes() {
-    let api = start(EmulatorConfig {
+/// Runs each shared test body (an `async fn(Api)`) against both generations, as the tests
+/// `v1::<name>` and `workflows::<name>`.
+macro_rules! in_both_generations {
+    ($($name:ident),* $(,)?) => {
+        mod v1 {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Api::V1).await;
+                }
+            )*
+        }
+        mod workflows {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Api::Workflows).await;
+                }
+            )*
+        }
+    };
+}
+
+in_both_generations!(
+    reference_curl_examples_answer_with_documented_codes_and_shapes,
+    missing_or_unknown_keys_get_401_and_are_counted_without_a_user,
+    plain_keys_see_only_their_own_automations_and_admins_reach_all,
+    bad_list_parameters_and_bodies_are_400_naming_the_field,
+    pagination_lists_450_automations_completely_in_order_by_following_links,
+    exceeding_tier2_answers_429_with_retry_after_while_tier1_still_works,
+    runs_go_through_their_lifecycle_and_export_serves_an_expiring_log,
+    disabled_automations_and_tenants_refuse_new_runs,
+    usage_aggregates_what_happened_per_day_and_per_automation,
+    injected_503_hits_only_its_endpoint_and_is_counted,
+    dropped_connections_are_transport_errors_and_may_follow_processing,
+    counters_count_by_endpoint_tier_user_and_api_and_can_be_reset,
+    run_mode_and_id_lists_are_derived_on_save,
+    oauth_bearer_tokens_act_as_an_admin_bot,
+);
+
+async fn reference_curl_examples_answer_with_documented_codes_and_shapes(generation: Api) {
+    let t = start(EmulatorConfig {
         run_duration: Duration::from_millis(200),
         ..config()
     })
     .await;
+    let api = t.on(generation);
 
-    // POST /v1/automations
+    // POST on the collection
     let created = api
         .send(
             Method::POST,
-            &api.url("/v1/automations"),
+            &api.url(""),
             Some(ALICE),
             Some(REF_AUTOMATION),
         )
@@ -274,11 +381,18 @@ async fn reference_curl_examples_answer_with_documented_codes_and_shapes() {
     assert_eq!(a["runMode"], "manual");
     assert!(is_ts(&a["createdAt"]) && is_ts(&a["updatedAt"]));
     assert!(a["lastRun"].is_null() && a["lastRunAt"].is_null() && a["lastRunStatus"].is_null());
+    // Personal space, no concurrency limit set: both shown as null.
+    assert!(a["spaceId"].is_null() && a["maxConcurrentRuns"].is_null());
+    // v1 keeps the reference's 30 s; workflows rounds to the nearest minute (30 s up).
+    let interval = match generation {
+        Api::V1 => 30,
+        Api::Workflows => 60,
+    };
     let s = &a["schedules"][0];
     assert!(is_uuid_v4(&s["id"]));
     assert_eq!(s["startAt"], "2022-01-01 00:00:00");
     assert_eq!(s["stopAt"], "2022-12-01 00:00:00");
-    assert_eq!(s["interval"], 30);
+    assert_eq!(s["interval"], interval);
     assert_eq!(s["timezone"], "Europe/Stockholm");
     assert!(s["lastStartedAt"].is_null() && s["nextRunAt"].is_null());
     assert_eq!(a["workspace"], json!({}));
@@ -288,8 +402,8 @@ async fn reference_curl_examples_answer_with_documented_codes_and_shapes() {
     assert!(token.chars().all(|c| c.is_ascii_alphanumeric()));
     let id = a["id"].as_str().unwrap().to_owned();
 
-    // GET /v1/automations
-    let list = api.get("/v1/automations", ALICE).await;
+    // GET on the collection
+    let list = api.get("", ALICE).await;
     assert_eq!(list.status, StatusCode::OK);
     let item = &list.json["data"][0];
     has_all(
@@ -311,17 +425,17 @@ async fn reference_curl_examples_answer_with_documented_codes_and_shapes() {
     assert!(!keys(item).contains("workspace") && !keys(item).contains("executionToken"));
     assert_eq!(list.json["links"], json!({"next": null, "prev": null}));
 
-    // GET /v1/automations/{id}
-    let got = api.get(&format!("/v1/automations/{id}"), ALICE).await;
+    // GET /{id}
+    let got = api.get(&format!("/{id}"), ALICE).await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.json, created.json);
 
-    // PUT /v1/automations/{id}
+    // PUT /{id}
     tokio::time::sleep(Duration::from_millis(5)).await;
     let put = api
         .send(
             Method::PUT,
-            &api.url(&format!("/v1/automations/{id}")),
+            &api.url(&format!("/{id}")),
             Some(ALICE),
             Some(REF_AUTOMATION),
         )
@@ -337,7 +451,7 @@ async fn reference_curl_examples_answer_with_documented_codes_and_shapes() {
     let copy = api
         .send(
             Method::POST,
-            &api.url(&format!("/v1/automations/{id}/actions/copy")),
+            &api.url(&format!("/{id}/actions/copy")),
             Some(ALICE),
             None,
         )
@@ -345,24 +459,20 @@ async fn reference_curl_examples_answer_with_documented_codes_and_shapes() {
     assert_eq!(copy.status, StatusCode::CREATED, "{}", copy.json);
     assert_eq!(keys(&copy.json), HashSet::from(["id".to_owned()]));
     let copy_id = copy.json["id"].as_str().unwrap();
-    let copied = api.get(&format!("/v1/automations/{copy_id}"), ALICE).await;
+    let copied = api.get(&format!("/{copy_id}"), ALICE).await;
     assert_eq!(copied.json["name"], "Copy of string");
     assert_eq!(copied.json["description"], "string");
-    assert_eq!(copied.json["schedules"][0]["interval"], 30);
+    assert_eq!(copied.json["schedules"][0]["interval"], interval);
     assert_ne!(copied.json["schedules"][0]["id"], s["id"]);
 
     // POST .../actions/disable and enable: 204, empty body, no content type needed.
     for (action, state) in [("disable", "disabled"), ("enable", "available")] {
         let r = api
-            .post(
-                &format!("/v1/automations/{id}/actions/{action}"),
-                ALICE,
-                None,
-            )
+            .post(&format!("/{id}/actions/{action}"), ALICE, None)
             .await;
         assert_eq!(r.status, StatusCode::NO_CONTENT);
         assert!(r.raw.is_empty());
-        let now = api.get(&format!("/v1/automations/{id}"), ALICE).await;
+        let now = api.get(&format!("/{id}"), ALICE).await;
         assert_eq!(now.json["state"], state);
     }
 
@@ -370,7 +480,7 @@ async fn reference_curl_examples_answer_with_documented_codes_and_shapes() {
     let run = api
         .send(
             Method::POST,
-            &api.url(&format!("/v1/automations/{id}/runs")),
+            &api.url(&format!("/{id}/runs")),
             Some(ALICE),
             Some(r#"{"id":"d452d100-9b0b-11ec-b199-8323e1031c3e","inputs":{},"context":"api"}"#),
         )
@@ -388,31 +498,26 @@ async fn reference_curl_examples_answer_with_documented_codes_and_shapes() {
     assert!(r["stopTime"].is_null() && r["error"].is_null() && r["scheduledStartTime"].is_null());
     assert_eq!(r["ownerId"], "alice");
     assert_eq!(r["executedById"], "alice");
+    assert!(r["spaceId"].is_null());
     has_all(&r["metrics"], &["blocks", "network", "totalApiCalls"]);
     has_all(&r["metrics"]["network"], &["rxBytes", "txBytes"]);
     let run_id = "d452d100-9b0b-11ec-b199-8323e1031c3e";
 
     // GET .../runs
-    let runs = api.get(&format!("/v1/automations/{id}/runs"), ALICE).await;
+    let runs = api.get(&format!("/{id}/runs"), ALICE).await;
     assert_eq!(runs.status, StatusCode::OK);
     assert_eq!(runs.json["data"].as_array().unwrap().len(), 1);
     has_all(&runs.json["data"][0], RUN_LIST_FIELDS);
     assert!(runs.json["links"]["next"].is_null() && runs.json["links"]["prev"].is_null());
 
     // GET .../runs/{runId}
-    let one = api
-        .get(&format!("/v1/automations/{id}/runs/{run_id}"), ALICE)
-        .await;
+    let one = api.get(&format!("/{id}/runs/{run_id}"), ALICE).await;
     assert_eq!(one.status, StatusCode::OK);
     assert_eq!(one.json["id"], run_id);
 
     // POST .../actions/stop
     let stop = api
-        .post(
-            &format!("/v1/automations/{id}/runs/{run_id}/actions/stop"),
-            ALICE,
-            None,
-        )
+        .post(&format!("/{id}/runs/{run_id}/actions/stop"), ALICE, None)
         .await;
     assert_eq!(stop.status, StatusCode::NO_CONTENT);
     assert!(stop.raw.is_empty());
@@ -420,11 +525,7 @@ async fn reference_curl_examples_answer_with_documented_codes_and_shapes() {
 
     // POST .../actions/export
     let export = api
-        .post(
-            &format!("/v1/automations/{id}/runs/{run_id}/actions/export"),
-            ALICE,
-            None,
-        )
+        .post(&format!("/{id}/runs/{run_id}/actions/export"), ALICE, None)
         .await;
     assert_eq!(export.status, StatusCode::OK, "{}", export.json);
     assert_eq!(keys(&export.json), HashSet::from(["url".to_owned()]));
@@ -437,36 +538,34 @@ async fn reference_curl_examples_answer_with_documented_codes_and_shapes() {
 
     // POST .../actions/retry: 204 without the new run's id; the new run is in the list.
     let retry = api
-        .post(
-            &format!("/v1/automations/{id}/runs/{run_id}/actions/retry"),
-            ALICE,
-            None,
-        )
+        .post(&format!("/{id}/runs/{run_id}/actions/retry"), ALICE, None)
         .await;
     assert_eq!(retry.status, StatusCode::NO_CONTENT);
     assert!(retry.raw.is_empty());
-    let runs = api.get(&format!("/v1/automations/{id}/runs"), ALICE).await;
+    let runs = api.get(&format!("/{id}/runs"), ALICE).await;
     assert_eq!(runs.json["data"].as_array().unwrap().len(), 2);
 
-    // GET and PUT /v1/automations/settings
-    let settings = api.get("/v1/automations/settings", ALICE).await;
+    // GET and PUT /settings: each generation has its own settings object.
+    let defaults = match generation {
+        Api::V1 => json!({"automationsEnabled": true}),
+        Api::Workflows => json!({"maxConcurrentRunsPerAutomation": 10}),
+    };
+    let settings = api.get("/settings", ALICE).await;
     assert_eq!(settings.status, StatusCode::OK);
-    assert_eq!(settings.json, json!({"automationsEnabled": true}));
+    assert_eq!(settings.json, defaults);
     let put = api
         .send(
             Method::PUT,
-            &api.url("/v1/automations/settings"),
+            &api.url("/settings"),
             Some(ADMIN),
-            Some(r#"{"automationsEnabled":true}"#),
+            Some(&defaults.to_string()),
         )
         .await;
     assert_eq!(put.status, StatusCode::OK);
-    assert_eq!(put.json, json!({"automationsEnabled": true}));
+    assert_eq!(put.json, defaults);
 
-    // GET /v1/automations/usage (the filter is required).
-    let usage = api
-        .get("/v1/automations/usage?filter=name%20eq%20%22runs%22", ADMIN)
-        .await;
+    // GET /usage (the filter is required).
+    let usage = api.get("/usage?filter=name%20eq%20%22runs%22", ADMIN).await;
     assert_eq!(usage.status, StatusCode::OK, "{}", usage.json);
     let entry = &usage.json["data"][0];
     has_all(entry, &["date", "name", "value"]);
@@ -477,46 +576,40 @@ async fn reference_curl_examples_answer_with_documented_codes_and_shapes() {
     let moved = api
         .send(
             Method::POST,
-            &api.url(&format!("/v1/automations/{id}/actions/move")),
+            &api.url(&format!("/{id}/actions/move")),
             Some(ADMIN),
             Some(r#""bob""#),
         )
         .await;
     assert_eq!(moved.status, StatusCode::NO_CONTENT, "{}", moved.json);
     assert!(moved.raw.is_empty());
-    let after = api.get(&format!("/v1/automations/{id}"), BOB).await;
+    let after = api.get(&format!("/{id}"), BOB).await;
     assert_eq!(after.json["ownerId"], "bob");
     assert!(after.json["lastRun"].is_null());
-    let runs = api.get(&format!("/v1/automations/{id}/runs"), BOB).await;
+    let runs = api.get(&format!("/{id}/runs"), BOB).await;
     assert_eq!(runs.json["data"], json!([]));
     assert_eq!(
-        api.get(&format!("/v1/automations/{id}"), ALICE)
-            .await
-            .status,
+        api.get(&format!("/{id}"), ALICE).await.status,
         StatusCode::NOT_FOUND
     );
 
-    // DELETE /v1/automations/{id}
-    let del = api
-        .call(Method::DELETE, &format!("/v1/automations/{id}"), BOB, None)
-        .await;
+    // DELETE /{id}
+    let del = api.call(Method::DELETE, &format!("/{id}"), BOB, None).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     assert!(del.raw.is_empty());
-    assert_envelope(&api.get(&format!("/v1/automations/{id}"), BOB).await, 404);
+    assert_envelope(&api.get(&format!("/{id}"), BOB).await, 404);
 }
 
-#[tokio::test]
-async fn missing_or_unknown_keys_get_401_and_are_counted_without_a_user() {
-    let api = start(config()).await;
-    let none = api
-        .send(Method::GET, &api.url("/v1/automations"), None, None)
-        .await;
+async fn missing_or_unknown_keys_get_401_and_are_counted_without_a_user(generation: Api) {
+    let t = start(config()).await;
+    let api = t.on(generation);
+    let none = api.send(Method::GET, &api.url(""), None, None).await;
     assert_envelope(&none, 401);
-    let wrong = api.get("/v1/automations", "nope").await;
+    let wrong = api.get("", "nope").await;
     assert_envelope(&wrong, 401);
     let basic = api
         .client
-        .get(api.url("/v1/automations"))
+        .get(api.url(""))
         .header("Authorization", format!("Basic {ALICE}"))
         .send()
         .await
@@ -526,63 +619,48 @@ async fn missing_or_unknown_keys_get_401_and_are_counted_without_a_user() {
     assert_eq!(c.endpoint_status(Endpoint::ListAutomations, 401), 3);
     assert!(c.by_user.is_empty());
     assert_eq!(c.tier(Tier::Tier1), 0);
+    assert_eq!((c.api(Api::V1), c.api(Api::Workflows)), (0, 0));
 }
 
-#[tokio::test]
-async fn plain_keys_see_only_their_own_automations_and_admins_see_all() {
-    let api = start(config()).await;
+async fn plain_keys_see_only_their_own_automations_and_admins_reach_all(generation: Api) {
+    let t = start(config()).await;
+    let api = t.on(generation);
     let alices = api.create(ALICE, json!({"name": "alice's"})).await;
     let bobs = api.create(BOB, json!({"name": "bob's"})).await;
     let run = api.run(ALICE, &alices, json!({})).await;
 
     // Every per-automation endpoint answers 404 to another plain user.
     let other = [
-        (Method::GET, format!("/v1/automations/{alices}"), None),
+        (Method::GET, format!("/{alices}"), None),
         (
             Method::PUT,
-            format!("/v1/automations/{alices}"),
+            format!("/{alices}"),
             Some(json!({"name": "x"})),
         ),
-        (Method::DELETE, format!("/v1/automations/{alices}"), None),
+        (Method::DELETE, format!("/{alices}"), None),
+        (Method::POST, format!("/{alices}/actions/copy"), None),
+        (Method::POST, format!("/{alices}/actions/disable"), None),
+        (Method::POST, format!("/{alices}/actions/enable"), None),
+        (Method::GET, format!("/{alices}/runs"), None),
         (
             Method::POST,
-            format!("/v1/automations/{alices}/actions/copy"),
-            None,
-        ),
-        (
-            Method::POST,
-            format!("/v1/automations/{alices}/actions/disable"),
-            None,
-        ),
-        (
-            Method::POST,
-            format!("/v1/automations/{alices}/actions/enable"),
-            None,
-        ),
-        (Method::GET, format!("/v1/automations/{alices}/runs"), None),
-        (
-            Method::POST,
-            format!("/v1/automations/{alices}/runs"),
+            format!("/{alices}/runs"),
             Some(json!({"context": "api"})),
         ),
+        (Method::GET, format!("/{alices}/runs/{run}"), None),
         (
-            Method::GET,
-            format!("/v1/automations/{alices}/runs/{run}"),
+            Method::POST,
+            format!("/{alices}/runs/{run}/actions/stop"),
             None,
         ),
         (
             Method::POST,
-            format!("/v1/automations/{alices}/runs/{run}/actions/stop"),
+            format!("/{alices}/runs/{run}/actions/retry"),
             None,
         ),
         (
             Method::POST,
-            format!("/v1/automations/{alices}/runs/{run}/actions/retry"),
-            None,
-        ),
-        (
-            Method::POST,
-            format!("/v1/automations/{alices}/runs/{run}/actions/export"),
+            format!("/{alices}/runs/{run}/actions/export"),
             None,
         ),
     ];
@@ -590,7 +668,7 @@ async fn plain_keys_see_only_their_own_automations_and_admins_see_all() {
         let a = api.call(method.clone(), &path, BOB, body).await;
         assert_envelope(&a, 404);
     }
-    let bob_list = api.get("/v1/automations", BOB).await;
+    let bob_list = api.get("", BOB).await;
     let ids: Vec<_> = bob_list.json["data"]
         .as_array()
         .unwrap()
@@ -599,88 +677,77 @@ async fn plain_keys_see_only_their_own_automations_and_admins_see_all() {
         .collect();
     assert_eq!(ids, vec![bobs.clone()]);
 
-    // The admin sees everything (and only its own with listAll=false).
-    let admin_list = api.get("/v1/automations", ADMIN).await;
-    assert_eq!(admin_list.json["data"].as_array().unwrap().len(), 2);
-    let own = api.get("/v1/automations?listAll=false", ADMIN).await;
-    assert_eq!(own.json["data"], json!([]));
+    // The admin lists everything with listAll=true and only its own with listAll=false.
+    // Without it, v1 shows an admin the whole tenant, workflows only the admin's own.
+    let count = |a: Answer| a.json["data"].as_array().unwrap().len();
+    assert_eq!(count(api.get("?listAll=true", ADMIN).await), 2);
+    assert_eq!(count(api.get("?listAll=false", ADMIN).await), 0);
+    let by_default = match generation {
+        Api::V1 => 2,
+        Api::Workflows => 0,
+    };
+    assert_eq!(count(api.get("", ADMIN).await), by_default);
     assert_eq!(
-        api.get(&format!("/v1/automations/{alices}/runs/{run}"), ADMIN)
+        api.get(&format!("/{alices}/runs/{run}"), ADMIN)
             .await
             .status,
         StatusCode::OK
     );
 
     // Admin-only endpoints are 403 to plain keys; reading settings is allowed.
+    let settings = api.get("/settings", BOB).await;
+    assert_eq!(settings.status, StatusCode::OK);
     let forbidden = [
         (
             Method::PUT,
-            "/v1/automations/settings".to_owned(),
+            "/settings".to_owned(),
             Some(json!({"automationsEnabled": false})),
         ),
         (
             Method::GET,
-            "/v1/automations/usage?filter=name%20eq%20%22runs%22".to_owned(),
+            "/usage?filter=name%20eq%20%22runs%22".to_owned(),
             None,
         ),
         (
             Method::POST,
-            format!("/v1/automations/{alices}/actions/move"),
+            format!("/{alices}/actions/move"),
             Some(json!({"userId": "bob"})),
         ),
     ];
     for (method, path, body) in forbidden {
         assert_envelope(&api.call(method, &path, ALICE, body).await, 403);
     }
-    assert_eq!(
-        api.get("/v1/automations/settings", BOB).await.status,
-        StatusCode::OK
-    );
     // The refused settings change did not happen.
-    assert_eq!(
-        api.get("/v1/automations/settings", BOB).await.json["automationsEnabled"],
-        true
-    );
+    assert_eq!(api.get("/settings", BOB).await.json, settings.json);
     // {"userId"} works for the admin as well as the bare string.
     let moved = api
         .post(
-            &format!("/v1/automations/{alices}/actions/move"),
+            &format!("/{alices}/actions/move"),
             ADMIN,
             Some(json!({"userId": "bob"})),
         )
         .await;
     assert_eq!(moved.status, StatusCode::NO_CONTENT);
     assert_eq!(
-        api.get(&format!("/v1/automations/{alices}"), BOB)
-            .await
-            .status,
+        api.get(&format!("/{alices}"), BOB).await.status,
         StatusCode::OK
     );
 }
 
-#[tokio::test]
-async fn bad_list_parameters_and_bodies_are_400_naming_the_field() {
-    let api = start(config()).await;
+async fn bad_list_parameters_and_bodies_are_400_naming_the_field(generation: Api) {
+    let t = start(config()).await;
+    let api = t.on(generation);
     let id = api.create(ALICE, json!({"name": "x"})).await;
     let cases = [
-        ("/v1/automations?limit=0", "limit must be between 1 and 200"),
-        (
-            "/v1/automations?limit=201",
-            "limit must be between 1 and 200",
-        ),
-        (
-            "/v1/automations?limit=ten",
-            "limit must be between 1 and 200",
-        ),
-        ("/v1/automations?sort=-description", "sort"),
-        ("/v1/automations?sort=%2Bbogus", "bogus"),
-        (
-            "/v1/automations?filter=description%20eq%20%22x%22",
-            "description",
-        ),
-        ("/v1/automations?filter=name%20eq", "filter"),
-        ("/v1/automations?listAll=maybe", "listAll"),
-        ("/v1/automations?cursor=garbage", "cursor"),
+        ("?limit=0", "limit must be between 1 and 200"),
+        ("?limit=201", "limit must be between 1 and 200"),
+        ("?limit=ten", "limit must be between 1 and 200"),
+        ("?sort=-description", "sort"),
+        ("?sort=%2Bbogus", "bogus"),
+        ("?filter=description%20eq%20%22x%22", "description"),
+        ("?filter=name%20eq", "filter"),
+        ("?listAll=maybe", "listAll"),
+        ("?cursor=garbage", "cursor"),
     ];
     for (path, needle) in cases {
         let a = api.get(path, ALICE).await;
@@ -692,22 +759,20 @@ async fn bad_list_parameters_and_bodies_are_400_naming_the_field() {
         ("sort=name", "sort"),
         ("filter=name%20eq%20%22x%22", "name"),
     ] {
-        let a = api
-            .get(&format!("/v1/automations/{id}/runs?{query}"), ALICE)
-            .await;
+        let a = api.get(&format!("/{id}/runs?{query}"), ALICE).await;
         assert_envelope(&a, 400);
         assert!(a.detail().contains(needle), "{query}: {}", a.detail());
     }
     // Allowed values work, including the live service's extras.
     for ok in [
-        "/v1/automations?limit=1&sort=%2BlastRunAt",
-        "/v1/automations?sort=-maxConcurrentRuns&filter=spaceId%20eq%20null",
-        "/v1/automations?filter=name%20eq%20%22x%22%20and%20(runMode%20eq%20%22manual%22%20or%20ownerId%20eq%20%22alice%22)",
+        "?limit=1&sort=%2BlastRunAt",
+        "?sort=-maxConcurrentRuns&filter=spaceId%20eq%20null",
+        "?filter=name%20eq%20%22x%22%20and%20(runMode%20eq%20%22manual%22%20or%20ownerId%20eq%20%22alice%22)",
     ] {
         assert_eq!(api.get(ok, ALICE).await.status, StatusCode::OK, "{ok}");
     }
     let runs = api
-        .get(&format!("/v1/automations/{id}/runs?sort=-startTime&filter=status%20eq%20%22finished%22%20and%20title%20pr&limit=200"), ALICE)
+        .get(&format!("/{id}/runs?sort=-startTime&filter=status%20eq%20%22finished%22%20and%20title%20pr&limit=200"), ALICE)
         .await;
     assert_eq!(runs.status, StatusCode::OK);
 
@@ -739,30 +804,21 @@ async fn bad_list_parameters_and_bodies_are_400_naming_the_field() {
     ];
     for (body, needle) in bodies {
         let a = api
-            .send(
-                Method::POST,
-                &api.url("/v1/automations"),
-                Some(ALICE),
-                Some(body),
-            )
+            .send(Method::POST, &api.url(""), Some(ALICE), Some(body))
             .await;
         assert_envelope(&a, 400);
         assert!(a.detail().contains(needle), "{body}: {}", a.detail());
     }
     // Runs need context "api".
     let r = api
-        .post(
-            &format!("/v1/automations/{id}/runs"),
-            ALICE,
-            Some(json!({"inputs": {}})),
-        )
+        .post(&format!("/{id}/runs"), ALICE, Some(json!({"inputs": {}})))
         .await;
     assert_envelope(&r, 400);
     assert!(r.detail().contains("context"));
     // Non-JSON content types are refused; unknown routes are 404 envelopes.
     let text = api
         .client
-        .post(api.url("/v1/automations"))
+        .post(api.url(""))
         .header("Authorization", format!("Bearer {ALICE}"))
         .header("Content-Type", "text/plain")
         .body(r#"{"name":"x"}"#)
@@ -770,25 +826,21 @@ async fn bad_list_parameters_and_bodies_are_400_naming_the_field() {
         .await
         .unwrap();
     assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_envelope(&api.get("/v1/nothing", ALICE).await, 404);
+    assert_envelope(&api.get(&format!("/{id}/nothing"), ALICE).await, 404);
     assert_envelope(
-        &api.post(
-            &format!("/v1/automations/{id}/actions/explode"),
-            ALICE,
-            None,
-        )
-        .await,
+        &api.post(&format!("/{id}/actions/explode"), ALICE, None)
+            .await,
         404,
     );
 }
 
-#[tokio::test]
-async fn pagination_lists_450_automations_completely_in_order_by_following_links() {
-    let api = start(EmulatorConfig {
+async fn pagination_lists_450_automations_completely_in_order_by_following_links(generation: Api) {
+    let t = start(EmulatorConfig {
         tier2_per_minute: 10_000,
         ..config()
     })
     .await;
+    let api = t.on(generation);
     for i in 0..450 {
         // Three automations per name, so ties are broken by id.
         api.create(ALICE, json!({"name": format!("auto-{:03}", i % 150)}))
@@ -813,7 +865,7 @@ async fn pagination_lists_450_automations_completely_in_order_by_following_links
 
     let mut seen = Vec::new();
     let mut pages = Vec::new();
-    let mut url = api.url("/v1/automations?sort=-name&limit=200");
+    let mut url = api.url("?sort=-name&limit=200");
     loop {
         let page = api.send(Method::GET, &url, Some(ALICE), None).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.json);
@@ -834,10 +886,7 @@ async fn pagination_lists_450_automations_completely_in_order_by_following_links
         }
         match page.json["links"]["next"]["href"].as_str() {
             Some(href) => {
-                assert!(
-                    href.starts_with(&format!("{}/api/v1/automations?", api.emu.base_url())),
-                    "{href}"
-                );
+                assert!(href.starts_with(&api.url("?")), "{href}");
                 assert!(
                     href.contains("limit=200") && href.contains("sort=-name"),
                     "{href}"
@@ -881,10 +930,7 @@ async fn pagination_lists_450_automations_completely_in_order_by_following_links
 
     // Filters are echoed (percent-encoded) into links and applied on every page.
     let filtered = api
-        .get(
-            "/v1/automations?limit=2&filter=name%20sw%20%22auto-00%22",
-            ALICE,
-        )
+        .get("?limit=2&filter=name%20sw%20%22auto-00%22", ALICE)
         .await;
     let next = filtered.json["links"]["next"]["href"].as_str().unwrap();
     assert!(next.contains("filter=name%20sw%20%22auto-00%22"), "{next}");
@@ -898,20 +944,16 @@ async fn pagination_lists_450_automations_completely_in_order_by_following_links
     assert_eq!(total, 30);
 }
 
-#[tokio::test]
-async fn exceeding_tier2_answers_429_with_retry_after_while_tier1_still_works() {
-    let api = start(EmulatorConfig {
+async fn exceeding_tier2_answers_429_with_retry_after_while_tier1_still_works(generation: Api) {
+    let t = start(EmulatorConfig {
         tier2_per_minute: 5,
         ..config()
     })
     .await;
+    let api = t.on(generation);
     for i in 0..5 {
         let a = api
-            .post(
-                "/v1/automations",
-                ALICE,
-                Some(json!({"name": format!("n{i}")})),
-            )
+            .post("", ALICE, Some(json!({"name": format!("n{i}")})))
             .await;
         assert_eq!(a.status, StatusCode::CREATED);
         assert_eq!(a.header("ratelimit-limit").as_deref(), Some("5"));
@@ -920,11 +962,7 @@ async fn exceeding_tier2_answers_429_with_retry_after_while_tier1_still_works() 
         assert!(reset >= chrono::Utc::now().timestamp());
     }
     let limited = api
-        .post(
-            "/v1/automations",
-            ALICE,
-            Some(json!({"name": "one too many"})),
-        )
+        .post("", ALICE, Some(json!({"name": "one too many"})))
         .await;
     assert_envelope(&limited, 429);
     assert_eq!(
@@ -940,22 +978,16 @@ async fn exceeding_tier2_answers_429_with_retry_after_while_tier1_still_works() 
     // The whole tier stays blocked for alice, also for other tier-2 endpoints...
     let id = api.emu.automations()[0]["id"].as_str().unwrap().to_owned();
     assert_envelope(
-        &api.post(
-            &format!("/v1/automations/{id}/actions/disable"),
-            ALICE,
-            None,
-        )
-        .await,
+        &api.post(&format!("/{id}/actions/disable"), ALICE, None)
+            .await,
         429,
     );
     // ...but tier 1 works, and so does tier 2 for another user.
-    let list = api.get("/v1/automations", ALICE).await;
+    let list = api.get("", ALICE).await;
     assert_eq!(list.status, StatusCode::OK);
     assert_eq!(list.header("ratelimit-limit").as_deref(), Some("1000"));
     assert_eq!(
-        api.post("/v1/automations", BOB, Some(json!({"name": "b"})))
-            .await
-            .status,
+        api.post("", BOB, Some(json!({"name": "b"}))).await.status,
         StatusCode::CREATED
     );
     assert_eq!(api.emu.automations().len(), 6);
@@ -964,14 +996,14 @@ async fn exceeding_tier2_answers_429_with_retry_after_while_tier1_still_works() 
     assert_eq!(c.endpoint_status(Endpoint::CreateAutomation, 429), 1);
 }
 
-#[tokio::test]
-async fn runs_go_through_their_lifecycle_and_export_serves_an_expiring_log() {
-    let api = start(EmulatorConfig {
+async fn runs_go_through_their_lifecycle_and_export_serves_an_expiring_log(generation: Api) {
+    let t = start(EmulatorConfig {
         run_duration: Duration::from_millis(500),
         export_ttl: Duration::from_millis(500),
         ..config()
     })
     .await;
+    let api = t.on(generation);
     let id = api
         .create(
             ALICE,
@@ -983,7 +1015,7 @@ async fn runs_go_through_their_lifecycle_and_export_serves_an_expiring_log() {
         .await;
     let created = api
         .post(
-            &format!("/v1/automations/{id}/runs"),
+            &format!("/{id}/runs"),
             ALICE,
             Some(json!({"inputs": {"x": 1}, "context": "api"})),
         )
@@ -995,11 +1027,7 @@ async fn runs_go_through_their_lifecycle_and_export_serves_an_expiring_log() {
 
     // Export refuses a run that has not ended.
     let early = api
-        .post(
-            &format!("/v1/automations/{id}/runs/{run}/actions/export"),
-            ALICE,
-            None,
-        )
+        .post(&format!("/{id}/runs/{run}/actions/export"), ALICE, None)
         .await;
     assert_envelope(&early, 400);
     assert!(early.detail().contains("completed"), "{}", early.detail());
@@ -1019,28 +1047,20 @@ async fn runs_go_through_their_lifecycle_and_export_serves_an_expiring_log() {
     assert_eq!(done["metrics"]["blocks"][0]["connectorId"], "c1");
     assert_eq!(done["metrics"]["totalApiCalls"], 1);
     assert!(done["metrics"]["network"]["rxBytes"].as_u64().unwrap() > 0);
-    let a = api.get(&format!("/v1/automations/{id}"), ALICE).await.json;
+    let a = api.get(&format!("/{id}"), ALICE).await.json;
     assert_eq!(a["lastRunStatus"], "finished");
     assert_eq!(a["lastRun"]["id"], run.as_str());
     assert_eq!(a["lastRunAt"], done["createdAt"]);
 
     // Stopping an ended run is refused.
     let again = api
-        .post(
-            &format!("/v1/automations/{id}/runs/{run}/actions/stop"),
-            ALICE,
-            None,
-        )
+        .post(&format!("/{id}/runs/{run}/actions/stop"), ALICE, None)
         .await;
     assert_envelope(&again, 400);
 
     // Export: an absolute URL that needs no key and expires.
     let export = api
-        .post(
-            &format!("/v1/automations/{id}/runs/{run}/actions/export"),
-            ALICE,
-            None,
-        )
+        .post(&format!("/{id}/runs/{run}/actions/export"), ALICE, None)
         .await;
     assert_eq!(export.status, StatusCode::OK);
     let url = export.json["url"].as_str().unwrap().to_owned();
@@ -1072,18 +1092,14 @@ async fn runs_go_through_their_lifecycle_and_export_serves_an_expiring_log() {
     let f = api.run_status(ALICE, &id, &failing).await;
     assert!(f["error"].is_object());
     assert_eq!(
-        api.get(&format!("/v1/automations/{id}"), ALICE).await.json["lastRunStatus"],
+        api.get(&format!("/{id}"), ALICE).await.json["lastRunStatus"],
         "failed"
     );
 
     // Stop: must stop, then stopped.
     let long = api.run(ALICE, &id, json!({})).await;
     let stop = api
-        .post(
-            &format!("/v1/automations/{id}/runs/{long}/actions/stop"),
-            ALICE,
-            None,
-        )
+        .post(&format!("/{id}/runs/{long}/actions/stop"), ALICE, None)
         .await;
     assert_eq!(stop.status, StatusCode::NO_CONTENT);
     let seen = api.watch(&id, &long, &["stopped"]).await;
@@ -1097,14 +1113,10 @@ async fn runs_go_through_their_lifecycle_and_export_serves_an_expiring_log() {
     // Retry: a new run with the same inputs, visible in the list (default sort id =
     // creation order).
     let retry = api
-        .post(
-            &format!("/v1/automations/{id}/runs/{run}/actions/retry"),
-            ALICE,
-            None,
-        )
+        .post(&format!("/{id}/runs/{run}/actions/retry"), ALICE, None)
         .await;
     assert_eq!(retry.status, StatusCode::NO_CONTENT);
-    let list = api.get(&format!("/v1/automations/{id}/runs"), ALICE).await;
+    let list = api.get(&format!("/{id}/runs"), ALICE).await;
     let data = list.json["data"].as_array().unwrap();
     assert_eq!(data.len(), 4);
     let ids: Vec<_> = data.iter().map(|r| r["id"].as_str().unwrap()).collect();
@@ -1114,63 +1126,59 @@ async fn runs_go_through_their_lifecycle_and_export_serves_an_expiring_log() {
     assert_eq!(newest["context"], "api");
     // Paging runs with limit 1 follows creation order too.
     let first = api
-        .get(
-            &format!("/v1/automations/{id}/runs?limit=1&sort=-id"),
-            ALICE,
-        )
+        .get(&format!("/{id}/runs?limit=1&sort=-id"), ALICE)
         .await;
     assert_eq!(first.json["data"][0]["id"], ids[3]);
     assert!(first.json["links"]["next"]["href"].is_string());
 }
 
-#[tokio::test]
-async fn disabled_automations_and_tenants_refuse_new_runs() {
-    let api = start(EmulatorConfig {
+async fn disabled_automations_and_tenants_refuse_new_runs(generation: Api) {
+    let t = start(EmulatorConfig {
         run_duration: Duration::from_millis(50),
         ..config()
     })
     .await;
+    let api = t.on(generation);
     let id = api.create(ALICE, json!({"name": "n"})).await;
     let run = api.run(ALICE, &id, json!({})).await;
 
-    api.post(
-        &format!("/v1/automations/{id}/actions/disable"),
-        ALICE,
-        None,
-    )
-    .await;
+    api.post(&format!("/{id}/actions/disable"), ALICE, None)
+        .await;
     let refused = api
         .post(
-            &format!("/v1/automations/{id}/runs"),
+            &format!("/{id}/runs"),
             ALICE,
             Some(json!({"context": "api"})),
         )
         .await;
     assert_envelope(&refused, 400);
-    api.post(&format!("/v1/automations/{id}/actions/enable"), ALICE, None)
+    api.post(&format!("/{id}/actions/enable"), ALICE, None)
         .await;
 
-    let bad = api
+    // The tenant switch exists only in v1's settings, but the tenant is one: switching it
+    // off there stops runs in either generation.
+    let v1 = t.on(Api::V1);
+    let bad = v1
         .call(
             Method::PUT,
-            "/v1/automations/settings",
+            "/settings",
             ADMIN,
             Some(json!({"automationsEnabled": "no"})),
         )
         .await;
     assert_envelope(&bad, 400);
-    let off = api
+    let off = v1
         .call(
             Method::PUT,
-            "/v1/automations/settings",
+            "/settings",
             ADMIN,
             Some(json!({"automationsEnabled": false})),
         )
         .await;
     assert_eq!(off.json, json!({"automationsEnabled": false}));
     for path in [
-        format!("/v1/automations/{id}/runs"),
-        format!("/v1/automations/{id}/runs/{run}/actions/retry"),
+        format!("/{id}/runs"),
+        format!("/{id}/runs/{run}/actions/retry"),
     ] {
         let a = api
             .post(&path, ALICE, Some(json!({"context": "api"})))
@@ -1178,9 +1186,9 @@ async fn disabled_automations_and_tenants_refuse_new_runs() {
         assert_envelope(&a, 403);
         assert!(a.detail().contains("disabled"), "{}", a.detail());
     }
-    api.call(
+    v1.call(
         Method::PUT,
-        "/v1/automations/settings",
+        "/settings",
         ADMIN,
         Some(json!({"automationsEnabled": true})),
     )
@@ -1188,13 +1196,13 @@ async fn disabled_automations_and_tenants_refuse_new_runs() {
     api.run(ALICE, &id, json!({})).await;
 }
 
-#[tokio::test]
-async fn usage_aggregates_what_happened_per_day_and_per_automation() {
-    let api = start(EmulatorConfig {
+async fn usage_aggregates_what_happened_per_day_and_per_automation(generation: Api) {
+    let t = start(EmulatorConfig {
         run_duration: Duration::from_millis(50),
         ..config()
     })
     .await;
+    let api = t.on(generation);
     let one = api.create(ALICE, json!({"name": "one"})).await;
     let two = api
         .create(
@@ -1217,7 +1225,7 @@ async fn usage_aggregates_what_happened_per_day_and_per_automation() {
         .to_owned();
     let exec = api
         .client
-        .post(api.url(&format!("/v1/automations/{two}/actions/execute")))
+        .post(api.url(&format!("/{two}/actions/execute")))
         .header("X-Execution-Token", token)
         .send()
         .await
@@ -1231,9 +1239,9 @@ async fn usage_aggregates_what_happened_per_day_and_per_automation() {
     let q = |filter: &str, breakdown: bool| {
         let f = filter.replace(' ', "%20").replace('"', "%22");
         if breakdown {
-            format!("/v1/automations/usage?filter={f}&breakdownBy=automation")
+            format!("/usage?filter={f}&breakdownBy=automation")
         } else {
-            format!("/v1/automations/usage?filter={f}")
+            format!("/usage?filter={f}")
         }
     };
     let tenant = api
@@ -1284,23 +1292,18 @@ async fn usage_aggregates_what_happened_per_day_and_per_automation() {
     assert_eq!(of(&two)["value"], 2);
 
     // Deleting an automation does not rewrite history.
-    api.call(
-        Method::DELETE,
-        &format!("/v1/automations/{one}"),
-        ALICE,
-        None,
-    )
-    .await;
+    api.call(Method::DELETE, &format!("/{one}"), ALICE, None)
+        .await;
     let after = api.get(&q("name eq \"runs\"", false), ADMIN).await;
     assert_eq!(value(&after.json, "runs"), 4);
     let none = api.get(&q("date lt \"2000-01-01\"", false), ADMIN).await;
     assert_eq!(none.json, json!({"data": []}));
 
     for (path, needle) in [
-        ("/v1/automations/usage", "filter"),
-        ("/v1/automations/usage?filter=value%20gt%201", "value"),
+        ("/usage", "filter"),
+        ("/usage?filter=value%20gt%201", "value"),
         (
-            "/v1/automations/usage?filter=name%20eq%20%22runs%22&breakdownBy=user",
+            "/usage?filter=name%20eq%20%22runs%22&breakdownBy=user",
             "breakdownBy",
         ),
     ] {
@@ -1310,9 +1313,9 @@ async fn usage_aggregates_what_happened_per_day_and_per_automation() {
     }
 }
 
-#[tokio::test]
-async fn injected_503_hits_only_its_endpoint_and_is_counted() {
-    let api = start(config()).await;
+async fn injected_503_hits_only_its_endpoint_and_is_counted(generation: Api) {
+    let t = start(config()).await;
+    let api = t.on(generation);
     let rules = json!({"rules": [{"endpoint": "create_automation", "errorRate": 1.0}]});
     let put = api.control(Method::PUT, "/faults", Some(rules)).await;
     assert_eq!(put.status, StatusCode::OK);
@@ -1320,17 +1323,18 @@ async fn injected_503_hits_only_its_endpoint_and_is_counted() {
     assert_eq!(got.json["rules"][0]["status"], 503);
     assert_eq!(got.json["rules"][0]["endpoint"], "create_automation");
 
-    for _ in 0..3 {
-        let a = api
-            .post("/v1/automations", ALICE, Some(json!({"name": "x"})))
-            .await;
+    for _ in 0..2 {
+        let a = api.post("", ALICE, Some(json!({"name": "x"}))).await;
         assert_envelope(&a, 503);
     }
-    assert!(api.emu.automations().is_empty());
-    assert_eq!(
-        api.get("/v1/automations", ALICE).await.status,
-        StatusCode::OK
+    // A rule names an endpoint, not a generation: the other one's creates fail too.
+    let other = t.on(other_generation(generation));
+    assert_envelope(
+        &other.post("", ALICE, Some(json!({"name": "x"}))).await,
+        503,
     );
+    assert!(api.emu.automations().is_empty());
+    assert_eq!(api.get("", ALICE).await.status, StatusCode::OK);
 
     let bad = api
         .control(
@@ -1360,16 +1364,16 @@ async fn injected_503_hits_only_its_endpoint_and_is_counted() {
             .with_rate_limit(1.0)
             .with_latency_ms(50, 60),
     ]));
-    let t = Instant::now();
-    let limited = api.get("/v1/automations/settings", ALICE).await;
-    assert!(t.elapsed() >= Duration::from_millis(50));
+    let began = Instant::now();
+    let limited = api.get("/settings", ALICE).await;
+    assert!(began.elapsed() >= Duration::from_millis(50));
     assert_envelope(&limited, 429);
     assert_eq!(limited.header("retry-after").as_deref(), Some("1"));
 }
 
-#[tokio::test]
-async fn dropped_connections_are_transport_errors_and_may_follow_processing() {
-    let api = start(config()).await;
+async fn dropped_connections_are_transport_errors_and_may_follow_processing(generation: Api) {
+    let t = start(config()).await;
+    let api = t.on(generation);
     // Before processing: nothing is created.
     api.emu.set_faults(FaultConfig::with_rules(vec![
         FaultRule::on(Endpoint::CreateAutomation).with_drop(1.0, false),
@@ -1377,7 +1381,7 @@ async fn dropped_connections_are_transport_errors_and_may_follow_processing() {
     let body = json!({"name": "ambiguous"}).to_string();
     let send = || {
         api.client
-            .post(api.url("/v1/automations"))
+            .post(api.url(""))
             .header("Authorization", format!("Bearer {ALICE}"))
             .header("Content-Type", "application/json")
             .body(body.clone())
@@ -1405,20 +1409,17 @@ async fn dropped_connections_are_transport_errors_and_may_follow_processing() {
     assert_eq!(c.faults_injected, 2);
     assert_eq!(c.by_endpoint["create_automation"].by_status["dropped"], 2);
     // Other endpoints are untouched.
-    assert_eq!(
-        api.get("/v1/automations", ALICE).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(api.get("", ALICE).await.status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn counters_count_by_endpoint_tier_and_user_and_can_be_reset() {
-    let api = start(config()).await;
+async fn counters_count_by_endpoint_tier_user_and_api_and_can_be_reset(generation: Api) {
+    let t = start(config()).await;
+    let api = t.on(generation);
     let id = api.create(ALICE, json!({"name": "c"})).await;
-    api.get(&format!("/v1/automations/{id}"), ALICE).await;
-    api.get("/v1/automations", BOB).await;
-    api.get("/v1/automations", "wrong").await;
-    api.get(&format!("/v1/automations/{id}"), BOB).await;
+    api.get(&format!("/{id}"), ALICE).await;
+    api.get("", BOB).await;
+    api.get("", "wrong").await;
+    api.get(&format!("/{id}"), BOB).await;
     // The control surface and snapshots are not counted.
     api.control(Method::GET, "/health", None).await;
     api.control(Method::GET, "/automations", None).await;
@@ -1435,8 +1436,15 @@ async fn counters_count_by_endpoint_tier_and_user_and_can_be_reset() {
     assert_eq!(c["byEndpoint"]["list_automations"]["byStatus"]["401"], 1);
     assert_eq!(c["byTier"], json!({"tier1": 3, "tier2": 1}));
     assert_eq!(c["byUser"], json!({"alice": 2, "bob": 2}));
+    let mut by_api = json!({"v1": 0, "workflows": 0});
+    by_api[generation.label()] = json!(4);
+    assert_eq!(c["byApi"], by_api);
     assert_eq!(c["rateLimited"], 0);
     assert_eq!(c["faultsInjected"], 0);
+    assert_eq!(
+        (c["tokenRequests"].as_u64(), c["tokensIssued"].as_u64()),
+        (Some(0), Some(0))
+    );
     let typed = api.emu.counters();
     assert_eq!(serde_json::to_value(&typed).unwrap(), *c);
     assert_eq!(typed.writes(), 1);
@@ -1447,10 +1455,11 @@ async fn counters_count_by_endpoint_tier_and_user_and_can_be_reset() {
             .status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(api.emu.counters().total, 0);
-    api.get("/v1/automations", ALICE).await;
+    assert_eq!(api.emu.counters(), Counters::default());
+    api.get("", ALICE).await;
     api.emu.reset_counters();
     assert_eq!(api.emu.counters().total, 0);
+    assert_eq!(api.emu.counters().api(generation), 0);
 
     let snapshot = api.control(Method::GET, "/automations", None).await;
     assert_eq!(snapshot.json.as_array().unwrap().len(), 1);
@@ -1464,9 +1473,9 @@ async fn counters_count_by_endpoint_tier_and_user_and_can_be_reset() {
     );
 }
 
-#[tokio::test]
-async fn run_mode_and_id_lists_are_derived_on_save() {
-    let api = start(config()).await;
+async fn run_mode_and_id_lists_are_derived_on_save(generation: Api) {
+    let t = start(config()).await;
+    let api = t.on(generation);
     let workspace = json!({"blocks": [
         {"type": "StartBlock", "runMode": "webhook"},
         {"type": "endpointBlock", "connectorId": "c1", "endpointId": "e1"},
@@ -1476,7 +1485,7 @@ async fn run_mode_and_id_lists_are_derived_on_save() {
     ], "variables": []});
     let created = api
         .post(
-            "/v1/automations",
+            "",
             ALICE,
             Some(json!({"name": "w", "workspace": workspace})),
         )
@@ -1495,7 +1504,7 @@ async fn run_mode_and_id_lists_are_derived_on_save() {
     let put = api
         .call(
             Method::PUT,
-            &format!("/v1/automations/{id}"),
+            &format!("/{id}"),
             ALICE,
             Some(json!({"schedules": schedule})),
         )
@@ -1512,7 +1521,7 @@ async fn run_mode_and_id_lists_are_derived_on_save() {
     let put = api
         .call(
             Method::PUT,
-            &format!("/v1/automations/{id}"),
+            &format!("/{id}"),
             ALICE,
             Some(json!({"schedules": later, "workspace": {"blocks": [{"type": "StartBlock", "runMode": "triggered"}]}})),
         )
@@ -1524,16 +1533,13 @@ async fn run_mode_and_id_lists_are_derived_on_save() {
         "2098-01-01T00:00:00.000000Z"
     );
     let filtered = api
-        .get(
-            "/v1/automations?filter=runMode%20eq%20%22triggered%22",
-            ALICE,
-        )
+        .get("?filter=runMode%20eq%20%22triggered%22", ALICE)
         .await;
     assert_eq!(filtered.json["data"].as_array().unwrap().len(), 1);
     let put = api
         .call(
             Method::PUT,
-            &format!("/v1/automations/{id}"),
+            &format!("/{id}"),
             ALICE,
             Some(json!({"workspace": {}})),
         )
@@ -1542,36 +1548,40 @@ async fn run_mode_and_id_lists_are_derived_on_save() {
 }
 
 #[tokio::test]
-async fn schedules_are_kept_as_sent_unless_normalisation_is_on() {
+async fn v1_schedules_are_kept_as_sent_unless_normalisation_is_on() {
     let two = json!({"name": "s", "schedules": [
         {"startAt": "2030-01-01 00:00:00", "interval": 30, "timezone": "UTC"},
         {"startAt": "2031-01-01 00:00:00", "interval": 150, "timezone": "UTC"}
     ]});
     let plain = start(config()).await;
-    let a = plain
-        .post("/v1/automations", ALICE, Some(two.clone()))
-        .await;
+    let a = plain.on(Api::V1).post("", ALICE, Some(two.clone())).await;
     assert_eq!(a.json["schedules"].as_array().unwrap().len(), 2);
     assert_eq!(a.json["schedules"][0]["interval"], 30);
 
+    // The option emulates the reported live normalisation in both generations.
     let normalising = start(EmulatorConfig {
         normalize_schedules: true,
         ..config()
     })
     .await;
-    let a = normalising.post("/v1/automations", ALICE, Some(two)).await;
-    let schedules = a.json["schedules"].as_array().unwrap();
-    assert_eq!(schedules.len(), 1);
-    assert_eq!(schedules[0]["interval"], 60);
+    for api in Api::ALL {
+        let a = normalising.on(api).post("", ALICE, Some(two.clone())).await;
+        let schedules = a.json["schedules"].as_array().unwrap();
+        assert_eq!(schedules.len(), 1, "{api}");
+        assert_eq!(schedules[0]["interval"], 60, "{api}");
+    }
 }
 
 #[tokio::test]
 async fn active_schedules_start_runs_that_count_as_scheduled_usage() {
-    let api = start(EmulatorConfig {
+    let t = start(EmulatorConfig {
         run_duration: Duration::from_millis(50),
         ..config()
     })
     .await;
+    // Only v1 keeps a one-second interval (workflows rounds it to a minute), so only v1 can
+    // show scheduled starts within seconds; the scheduler is the same for both.
+    let api = t.on(Api::V1);
     let id = api
         .create(
             ALICE,
@@ -1581,7 +1591,7 @@ async fn active_schedules_start_runs_that_count_as_scheduled_usage() {
         )
         .await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let runs = api.get(&format!("/v1/automations/{id}/runs"), ALICE).await;
+    let runs = api.get(&format!("/{id}/runs"), ALICE).await;
     let data = runs.json["data"].as_array().unwrap();
     // One start per second since creation: at least two in 2.2 s (more if this machine is slow).
     assert!(data.len() >= 2, "{}", runs.json);
@@ -1589,14 +1599,11 @@ async fn active_schedules_start_runs_that_count_as_scheduled_usage() {
         data.iter()
             .all(|r| r["context"] == "scheduler" && is_ts(&r["scheduledStartTime"]))
     );
-    let a = api.get(&format!("/v1/automations/{id}"), ALICE).await.json;
+    let a = api.get(&format!("/{id}"), ALICE).await.json;
     assert!(is_ts(&a["schedules"][0]["lastStartedAt"]));
     assert_eq!(a["runMode"], "scheduled");
     let usage = api
-        .get(
-            "/v1/automations/usage?filter=name%20eq%20%22scheduledRun%22",
-            ADMIN,
-        )
+        .get("/usage?filter=name%20eq%20%22scheduledRun%22", ADMIN)
         .await;
     // Another start may have come due between the two requests.
     assert!(usage.json["data"][0]["value"].as_u64().unwrap() as usize >= data.len());
@@ -1604,20 +1611,799 @@ async fn active_schedules_start_runs_that_count_as_scheduled_usage() {
 
 #[tokio::test]
 async fn shutdown_is_prompt_even_with_idle_keep_alive_connections() {
-    let api = start(config()).await;
+    let t = start(config()).await;
     assert_eq!(
-        api.get("/v1/automations", ALICE).await.status,
+        t.on(Api::Workflows).get("", ALICE).await.status,
         StatusCode::OK
     );
-    let base = api.emu.base_url();
-    let t = Instant::now();
-    api.emu.shutdown().await;
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let base = t.emu.base_url();
+    let began = Instant::now();
+    t.emu.shutdown().await;
+    assert!(
+        began.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        began.elapsed()
+    );
     // The port no longer answers.
-    let after = api
+    let after = t
         .client
         .get(format!("{base}/_emulator/health"))
         .send()
         .await;
     assert!(after.is_err());
+}
+
+// ---- One store, two generations -------------------------------------------------------
+
+#[tokio::test]
+async fn one_store_serves_both_generations() {
+    let t = start(oauth_config()).await;
+    let (v1, wf) = (t.on(Api::V1), t.on(Api::Workflows));
+
+    // Created on v1, read and changed on workflows, seen changed on v1.
+    let id = v1.create(ALICE, json!({"name": "from v1"})).await;
+    let got = wf.get(&format!("/{id}"), ALICE).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.json["name"], "from v1");
+    let put = wf
+        .call(
+            Method::PUT,
+            &format!("/{id}"),
+            ALICE,
+            Some(json!({"description": "edited on workflows", "maxConcurrentRuns": 2})),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.json);
+    let back = v1.get(&format!("/{id}"), ALICE).await.json;
+    assert_eq!(back["description"], "edited on workflows");
+    assert_eq!(back["maxConcurrentRuns"], 2);
+
+    // Created on workflows in a space: v1's answers show the space and the limit too.
+    let wid = wf
+        .create(
+            ALICE,
+            json!({"name": "from workflows", "spaceId": "sp-a", "maxConcurrentRuns": 3}),
+        )
+        .await;
+    let seen = v1.get(&format!("/{wid}"), ALICE).await.json;
+    assert_eq!(
+        (&seen["spaceId"], &seen["maxConcurrentRuns"]),
+        (&json!("sp-a"), &json!(3))
+    );
+    let listed = v1
+        .get("?filter=spaceId%20eq%20%22sp-a%22", ALICE)
+        .await
+        .json;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["data"][0]["id"], wid.as_str());
+    assert_eq!(listed["data"][0]["maxConcurrentRuns"], 3);
+
+    // A run started on one generation is the other's last run; delete on v1, gone on both.
+    let run = wf.run(ALICE, &wid, json!({})).await;
+    assert_eq!(
+        v1.get(&format!("/{wid}"), ALICE).await.json["lastRun"]["id"],
+        run.as_str()
+    );
+    assert_eq!(
+        v1.call(Method::DELETE, &format!("/{wid}"), ALICE, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_envelope(&wf.get(&format!("/{wid}"), ALICE).await, 404);
+    assert_eq!(t.emu.automations().len(), 1);
+}
+
+// ---- Where the generations differ -------------------------------------------------------
+
+#[tokio::test]
+async fn workflows_requires_a_name_where_v1_names_the_automation_itself() {
+    let t = start(config()).await;
+    let refused = t
+        .on(Api::Workflows)
+        .post("", ALICE, Some(json!({"description": "d"})))
+        .await;
+    assert_envelope(&refused, 400);
+    assert_eq!(refused.detail(), "name is required");
+    let created = t
+        .on(Api::V1)
+        .post("", ALICE, Some(json!({"description": "d"})))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    assert_eq!(created.json["name"], "Untitled automation");
+    // Neither generation needs a name on update.
+    let id = created.json["id"].as_str().unwrap();
+    for api in Api::ALL {
+        let put = t
+            .on(api)
+            .call(
+                Method::PUT,
+                &format!("/{id}"),
+                ALICE,
+                Some(json!({"description": "e"})),
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "{api}: {}", put.json);
+    }
+}
+
+#[tokio::test]
+async fn workflows_rounds_schedule_intervals_on_create_and_update_and_v1_keeps_them() {
+    let t = start(config()).await;
+    let sched = |interval: u64| json!([{"startAt": "2030-01-01 00:00:00", "interval": interval, "timezone": "UTC"}]);
+    let wf = t.on(Api::Workflows);
+    let created = wf
+        .post(
+            "",
+            ALICE,
+            Some(json!({"name": "s", "schedules": sched(29)})),
+        )
+        .await;
+    assert_eq!(created.json["schedules"][0]["interval"], 60);
+    let id = created.json["id"].as_str().unwrap();
+    for (sent, stored) in [(89, 60), (90, 120), (3600, 3600), (1, 60)] {
+        let put = wf
+            .call(
+                Method::PUT,
+                &format!("/{id}"),
+                ALICE,
+                Some(json!({"schedules": sched(sent)})),
+            )
+            .await;
+        assert_eq!(put.json["schedules"][0]["interval"], stored, "{sent}");
+    }
+    // v1 stores what it was sent, also on an automation workflows made.
+    let put = t
+        .on(Api::V1)
+        .call(
+            Method::PUT,
+            &format!("/{id}"),
+            ALICE,
+            Some(json!({"schedules": sched(90)})),
+        )
+        .await;
+    assert_eq!(put.json["schedules"][0]["interval"], 90);
+}
+
+#[tokio::test]
+async fn workflows_only_endpoints_are_404_under_v1() {
+    let t = start(EmulatorConfig {
+        run_duration: Duration::from_millis(50),
+        ..oauth_config()
+    })
+    .await;
+    let id = t.on(Api::V1).create(ALICE, json!({"name": "n"})).await;
+    let run = t.on(Api::V1).run(ALICE, &id, json!({})).await;
+    // Debug first: change-owner drops the run history, as move does.
+    let calls = [
+        (Method::GET, format!("/{id}/runs/{run}/debug"), None),
+        (
+            Method::POST,
+            format!("/{id}/actions/change-space"),
+            Some(json!({"spaceId": "sp-a"})),
+        ),
+        (
+            Method::POST,
+            format!("/{id}/actions/change-owner"),
+            Some(json!({"userId": "bob"})),
+        ),
+    ];
+    for (method, path, body) in calls.clone() {
+        let a = t.on(Api::V1).call(method, &path, ADMIN, body).await;
+        assert_envelope(&a, 404);
+        assert!(a.header("deprecation").is_some(), "{path}");
+    }
+    // Nothing changed; the same calls work on workflows.
+    let a = t.on(Api::V1).get(&format!("/{id}"), ALICE).await.json;
+    assert_eq!(
+        (&a["ownerId"], &a["spaceId"]),
+        (&json!("alice"), &Value::Null)
+    );
+    for (method, path, body) in calls {
+        let a = t.on(Api::Workflows).call(method, &path, ADMIN, body).await;
+        assert!(a.status.is_success(), "{path}: {} {}", a.status, a.json);
+    }
+}
+
+#[tokio::test]
+async fn v1_answers_carry_deprecation_sunset_and_successor_link_and_workflows_none() {
+    let t = start(config()).await;
+    let v1 = t.on(Api::V1);
+    let id = v1.create(ALICE, json!({"name": "n"})).await;
+    let token = v1.get(&format!("/{id}"), ALICE).await.json["executionToken"].clone();
+    let execute = |api: Api| {
+        t.client
+            .post(t.on(api).url(&format!("/{id}/actions/execute")))
+            .header("X-Execution-Token", token.as_str().unwrap())
+            .send()
+    };
+    for api in Api::ALL {
+        let g = t.on(api);
+        let answers = [
+            g.get("", ALICE).await,
+            g.get(&format!("/{id}"), ALICE).await,
+            g.post(&format!("/{id}/actions/disable"), ALICE, None).await,
+            g.get("?limit=0", ALICE).await,
+            g.get("", "wrong-key").await,
+            g.get("/nope/nothing/here", ALICE).await,
+        ];
+        for a in &answers {
+            let headers = (
+                a.header("deprecation"),
+                a.header("sunset"),
+                a.header("link"),
+            );
+            match api {
+                Api::V1 => assert_eq!(
+                    headers,
+                    (
+                        Some("@1775001600".to_owned()),
+                        Some("Tue, 30 Nov 2027 00:00:00 GMT".to_owned()),
+                        Some("</api/workflows/automations>; rel=\"successor-version\"".to_owned()),
+                    ),
+                    "{} {}",
+                    a.status,
+                    a.json
+                ),
+                Api::Workflows => assert_eq!(headers, (None, None, None), "{}", a.status),
+            }
+        }
+        // Token-authenticated execute answers (a manual automation: 400) too.
+        let exec = execute(api).await.unwrap();
+        assert_eq!(exec.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(exec.headers().contains_key("deprecation"), api == Api::V1);
+    }
+    // Outside the API (control surface, token endpoint) nothing is deprecated.
+    assert!(
+        t.on(Api::V1)
+            .control(Method::GET, "/health", None)
+            .await
+            .header("deprecation")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn settings_differ_per_generation_and_the_tenant_keeps_both() {
+    let t = start(config()).await;
+    let (v1, wf) = (t.on(Api::V1), t.on(Api::Workflows));
+    assert_eq!(
+        wf.get("/settings", ALICE).await.json,
+        json!({"maxConcurrentRunsPerAutomation": 10})
+    );
+    let put = |body: Value, key: &'static str| {
+        let body = Some(body);
+        async move { wf.call(Method::PUT, "/settings", key, body).await }
+    };
+    assert_envelope(
+        &put(json!({"maxConcurrentRunsPerAutomation": 3}), ALICE).await,
+        403,
+    );
+    for bad in [
+        json!({}),
+        json!({"maxConcurrentRunsPerAutomation": 0}),
+        json!({"maxConcurrentRunsPerAutomation": "4"}),
+        json!({"automationsEnabled": false}),
+    ] {
+        let a = put(bad.clone(), ADMIN).await;
+        assert_envelope(&a, 400);
+        assert!(
+            a.detail().contains("maxConcurrentRunsPerAutomation"),
+            "{bad}: {}",
+            a.detail()
+        );
+    }
+    let ok = put(json!({"maxConcurrentRunsPerAutomation": 4}), ADMIN).await;
+    assert_eq!(ok.json, json!({"maxConcurrentRunsPerAutomation": 4}));
+    // v1's switch is untouched by workflows' settings, and the other way round.
+    assert_eq!(
+        v1.get("/settings", BOB).await.json,
+        json!({"automationsEnabled": true})
+    );
+    let off = v1
+        .call(
+            Method::PUT,
+            "/settings",
+            ADMIN,
+            Some(json!({"automationsEnabled": false})),
+        )
+        .await;
+    assert_eq!(off.json, json!({"automationsEnabled": false}));
+    assert_eq!(
+        wf.get("/settings", BOB).await.json,
+        json!({"maxConcurrentRunsPerAutomation": 4})
+    );
+}
+
+#[tokio::test]
+async fn workflows_lists_only_the_callers_own_unless_an_admin_asks_list_all() {
+    let t = start(config()).await;
+    let (v1, wf) = (t.on(Api::V1), t.on(Api::Workflows));
+    wf.create(ALICE, json!({"name": "a"})).await;
+    wf.create(BOB, json!({"name": "b"})).await;
+    wf.create(ADMIN, json!({"name": "r"})).await;
+    let names = |a: &Answer| -> Vec<String> {
+        a.json["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&wf.get("", ADMIN).await), vec!["r"]);
+    let mut all = names(&wf.get("?listAll=true&sort=name", ADMIN).await);
+    all.sort();
+    assert_eq!(all, vec!["a", "b", "r"]);
+    let refused = wf.get("?listAll=true", ALICE).await;
+    assert_envelope(&refused, 403);
+    assert!(refused.detail().contains("listAll"), "{}", refused.detail());
+    assert_eq!(names(&wf.get("?listAll=false", ALICE).await), vec!["a"]);
+    // v1 is as it was: a plain key asking for everything still gets its own.
+    assert_eq!(names(&v1.get("?listAll=true", ALICE).await), vec!["a"]);
+    assert_eq!(
+        v1.get("", ADMIN).await.json["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+// ---- Spaces, concurrency, owners, debug -------------------------------------------------
+
+#[tokio::test]
+async fn spaces_must_be_registered_and_change_space_moves_between_them() {
+    let t = start(EmulatorConfig {
+        run_duration: Duration::from_millis(50),
+        ..oauth_config()
+    })
+    .await;
+    let wf = t.on(Api::Workflows);
+    let in_a = wf
+        .post("", ALICE, Some(json!({"name": "a", "spaceId": "sp-a"})))
+        .await;
+    assert_eq!(in_a.status, StatusCode::CREATED, "{}", in_a.json);
+    assert_eq!(in_a.json["spaceId"], "sp-a");
+    let id = in_a.json["id"].as_str().unwrap().to_owned();
+    let unknown = wf
+        .post("", ALICE, Some(json!({"name": "x", "spaceId": "nope"})))
+        .await;
+    assert_envelope(&unknown, 404);
+    assert_eq!(unknown.detail(), "space nope not found");
+    for personal in [json!(""), Value::Null] {
+        let p = wf
+            .post("", ALICE, Some(json!({"name": "p", "spaceId": personal})))
+            .await;
+        assert_eq!(p.status, StatusCode::CREATED);
+        assert!(p.json["spaceId"].is_null());
+    }
+    assert_eq!(t.emu.automations().len(), 3);
+
+    // A PUT never moves an automation between spaces.
+    let put = wf
+        .call(
+            Method::PUT,
+            &format!("/{id}"),
+            ALICE,
+            Some(json!({"spaceId": "sp-b"})),
+        )
+        .await;
+    assert_eq!(put.json["spaceId"], "sp-a");
+
+    let change = |space: Value, key: &'static str| {
+        let path = format!("/{id}/actions/change-space");
+        async move { wf.post(&path, key, Some(json!({"spaceId": space}))).await }
+    };
+    let moved = change(json!("sp-b"), ALICE).await;
+    assert_eq!(moved.status, StatusCode::NO_CONTENT, "{}", moved.json);
+    assert!(moved.raw.is_empty());
+    assert_eq!(
+        wf.get(&format!("/{id}"), ALICE).await.json["spaceId"],
+        "sp-b"
+    );
+    let run = wf.run(ALICE, &id, json!({})).await;
+    assert_eq!(wf.run_status(ALICE, &id, &run).await["spaceId"], "sp-b");
+    assert_envelope(&change(json!("nope"), ALICE).await, 404);
+    assert_envelope(&change(json!("sp-a"), BOB).await, 404);
+    let missing = wf
+        .post(
+            &format!("/{id}/actions/change-space"),
+            ALICE,
+            Some(json!({})),
+        )
+        .await;
+    assert_envelope(&missing, 400);
+    assert!(missing.detail().contains("spaceId"));
+    assert_eq!(
+        wf.get(&format!("/{id}"), ALICE).await.json["spaceId"],
+        "sp-b"
+    );
+    // "" is the owner's personal space.
+    assert_eq!(
+        change(json!(""), ADMIN).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(wf.get(&format!("/{id}"), ALICE).await.json["spaceId"].is_null());
+}
+
+#[tokio::test]
+async fn max_concurrent_runs_stays_within_the_tenant_setting() {
+    let t = start(config()).await;
+    let (v1, wf) = (t.on(Api::V1), t.on(Api::Workflows));
+    let three = wf
+        .post(
+            "",
+            ALICE,
+            Some(json!({"name": "m", "maxConcurrentRuns": 3})),
+        )
+        .await;
+    assert_eq!(three.json["maxConcurrentRuns"], 3);
+    let id = three.json["id"].as_str().unwrap().to_owned();
+    let unset = wf.post("", ALICE, Some(json!({"name": "u"}))).await;
+    assert!(unset.json["maxConcurrentRuns"].is_null());
+    for bad in [json!(0), json!(11), json!(-1), json!(1.5), json!("2")] {
+        let a = wf
+            .post(
+                "",
+                ALICE,
+                Some(json!({"name": "b", "maxConcurrentRuns": bad})),
+            )
+            .await;
+        assert_envelope(&a, 400);
+        assert!(
+            a.detail()
+                .starts_with("maxConcurrentRuns must be an integer from 1 to 10"),
+            "{}",
+            a.detail()
+        );
+    }
+    // Lowering the tenant limit bounds later saves.
+    wf.call(
+        Method::PUT,
+        "/settings",
+        ADMIN,
+        Some(json!({"maxConcurrentRunsPerAutomation": 4})),
+    )
+    .await;
+    let over = wf
+        .call(
+            Method::PUT,
+            &format!("/{id}"),
+            ALICE,
+            Some(json!({"maxConcurrentRuns": 5})),
+        )
+        .await;
+    assert_envelope(&over, 400);
+    assert!(over.detail().contains("from 1 to 4"), "{}", over.detail());
+    let ok = wf
+        .call(
+            Method::PUT,
+            &format!("/{id}"),
+            ALICE,
+            Some(json!({"maxConcurrentRuns": 4})),
+        )
+        .await;
+    assert_eq!(ok.json["maxConcurrentRuns"], 4);
+    // v1 does not know the field and ignores it.
+    let v1_made = v1
+        .post(
+            "",
+            ALICE,
+            Some(json!({"name": "v", "maxConcurrentRuns": 99})),
+        )
+        .await;
+    assert_eq!(v1_made.status, StatusCode::CREATED);
+    assert!(v1_made.json["maxConcurrentRuns"].is_null());
+    // Lists sort on it (unset first).
+    let sorted = wf.get("?sort=-maxConcurrentRuns", ALICE).await.json;
+    assert_eq!(sorted["data"][0]["maxConcurrentRuns"], 4);
+    assert!(sorted["data"][2]["maxConcurrentRuns"].is_null());
+}
+
+#[tokio::test]
+async fn change_owner_is_move_under_its_workflows_name() {
+    let t = start(EmulatorConfig {
+        run_duration: Duration::from_millis(50),
+        ..config()
+    })
+    .await;
+    let wf = t.on(Api::Workflows);
+    let id = wf.create(ALICE, json!({"name": "n"})).await;
+    wf.run(ALICE, &id, json!({})).await;
+    let path = format!("/{id}/actions/change-owner");
+    assert_envelope(
+        &wf.post(&path, ALICE, Some(json!({"userId": "bob"}))).await,
+        403,
+    );
+    let missing = wf.post(&path, ADMIN, Some(json!({}))).await;
+    assert_envelope(&missing, 400);
+    assert!(missing.detail().contains("userId"));
+    let changed = wf.post(&path, ADMIN, Some(json!({"userId": "bob"}))).await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.json);
+    let a = wf.get(&format!("/{id}"), BOB).await.json;
+    assert_eq!(a["ownerId"], "bob");
+    // As with move, the run history goes and the old owner loses sight of it.
+    assert!(a["lastRun"].is_null());
+    assert_eq!(
+        wf.get(&format!("/{id}/runs"), BOB).await.json["data"],
+        json!([])
+    );
+    assert_envelope(&wf.get(&format!("/{id}"), ALICE).await, 404);
+    let c = t.emu.counters();
+    assert_eq!(c.endpoint(Endpoint::ChangeOwner), 3);
+    assert_eq!(c.endpoint(Endpoint::MoveAutomation), 0);
+}
+
+#[tokio::test]
+async fn debug_links_serve_the_run_without_a_key_and_expire() {
+    let t = start(EmulatorConfig {
+        run_duration: Duration::from_millis(300),
+        export_ttl: Duration::from_millis(400),
+        ..config()
+    })
+    .await;
+    let wf = t.on(Api::Workflows);
+    let id = wf.create(ALICE, json!({"name": "d"})).await;
+    let run = wf.run(ALICE, &id, json!({"x": 1})).await;
+    // Unlike export, debug works while the run is going.
+    let debug = wf.get(&format!("/{id}/runs/{run}/debug"), ALICE).await;
+    assert_eq!(debug.status, StatusCode::OK, "{}", debug.json);
+    assert_eq!(keys(&debug.json), HashSet::from(["url".to_owned()]));
+    let url = debug.json["url"].as_str().unwrap().to_owned();
+    assert!(
+        url.starts_with(&format!("{}/_emulator/exports/", t.emu.base_url())),
+        "{url}"
+    );
+    let log = wf.send(Method::GET, &url, None, None).await;
+    assert_eq!(log.status, StatusCode::OK);
+    assert_eq!(log.json["run"]["id"], run.as_str());
+    assert_eq!(log.json["run"]["inputs"], json!({"x": 1}));
+    assert!(
+        log.json["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| is_ts(&e["timestamp"]))
+    );
+    assert_envelope(&wf.get(&format!("/{id}/runs/{run}/debug"), BOB).await, 404);
+    assert_envelope(&wf.get(&format!("/{id}/runs/nope/debug"), ALICE).await, 404);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        wf.send(Method::GET, &url, None, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+// ---- OAuth2 client credentials ------------------------------------------------------------
+
+async fn oauth_bearer_tokens_act_as_an_admin_bot(generation: Api) {
+    let t = start(oauth_config()).await;
+    let api = t.on(generation);
+    let alices = api.create(ALICE, json!({"name": "alice's"})).await;
+    let token = t.token().await;
+    let mine = api.create(&token, json!({"name": "the bot's"})).await;
+    let a = api.get(&format!("/{mine}"), &token).await;
+    assert_eq!(a.json["ownerId"], BOT);
+    // A tenant admin: it reaches anyone's automation, may list them all and change settings.
+    assert_eq!(
+        api.get(&format!("/{alices}"), &token).await.status,
+        StatusCode::OK
+    );
+    let all = api.get("?listAll=true", &token).await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(all.json["data"].as_array().unwrap().len(), 2);
+    let settings = api.get("/settings", &token).await.json;
+    assert_eq!(
+        api.call(Method::PUT, "/settings", &token, Some(settings))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Usable on the other generation too.
+    let other = t.on(other_generation(generation));
+    assert_eq!(
+        other.get(&format!("/{mine}"), &token).await.json["ownerId"],
+        BOT
+    );
+    let c = t.emu.counters();
+    assert_eq!(c.by_user[BOT], 7);
+    assert_eq!(c.api(generation), 7);
+    assert_eq!((c.token_requests, c.tokens_issued), (1, 1));
+}
+
+#[tokio::test]
+async fn oauth_token_answers_like_qlik_and_is_not_an_api_endpoint() {
+    let t = start(EmulatorConfig {
+        tier1_per_minute: 1,
+        tier2_per_minute: 1,
+        ..oauth_config()
+    })
+    .await;
+    let granted = t.token_request(&grant()).await;
+    assert_eq!(granted.status, StatusCode::OK, "{}", granted.json);
+    assert_eq!(
+        keys(&granted.json),
+        HashSet::from(["access_token", "token_type", "expires_in", "scope"].map(str::to_owned))
+    );
+    assert_eq!(granted.json["token_type"], "bearer");
+    assert_eq!(granted.json["expires_in"], 21600);
+    assert_eq!(granted.json["scope"], "admin.automations");
+    assert_eq!(granted.header("cache-control").as_deref(), Some("no-store"));
+    let first = granted.json["access_token"].as_str().unwrap().to_owned();
+    assert!(first.len() >= 32 && !first.contains(CLIENT_SECRET));
+    // Without a scope the bot scope is granted; tokens are never rate limited or counted
+    // as API requests, and each one is new.
+    let mut no_scope = grant();
+    no_scope.as_object_mut().unwrap().remove("scope");
+    for _ in 0..4 {
+        let again = t.token_request(&no_scope).await;
+        assert_eq!(again.status, StatusCode::OK);
+        assert_ne!(again.json["access_token"], first.as_str());
+    }
+    let c = t.emu.counters();
+    assert_eq!((c.token_requests, c.tokens_issued, c.total), (5, 5, 0));
+    assert!(c.by_endpoint.is_empty() && c.rate_limited == 0);
+}
+
+#[tokio::test]
+async fn oauth_refusals_come_in_the_error_envelope_without_the_secret() {
+    let t = start(oauth_config()).await;
+    let with = |change: Value| {
+        let mut body = grant();
+        for (k, v) in change.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let cases = [
+        (
+            with(json!({"client_secret": "not-the-s3cr3t"})),
+            401,
+            "invalid_client",
+        ),
+        (
+            with(json!({"client_id": "stranger"})),
+            401,
+            "invalid_client",
+        ),
+        (
+            json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"client_id": CLIENT_ID, "grant_type": "client_credentials"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            with(json!({"grant_type": "password"})),
+            400,
+            "unsupported_grant_type",
+        ),
+        (with(json!({"scope": "user_default"})), 400, "invalid_scope"),
+        (json!(["not", "an", "object"]), 400, "invalid_request"),
+    ];
+    let n = cases.len() as u64;
+    for (body, status, title) in cases {
+        let a = t.token_request(&body).await;
+        assert_envelope(&a, status);
+        assert_eq!(a.json["errors"][0]["title"], title, "{body}");
+        let raw = String::from_utf8(a.raw.clone()).unwrap();
+        assert!(
+            !raw.contains(CLIENT_SECRET) && !raw.contains("not-the-s3cr3t"),
+            "{raw}"
+        );
+    }
+    let c = t.emu.counters();
+    assert_eq!((c.token_requests, c.tokens_issued), (n, 0));
+    let counters = t
+        .on(Api::V1)
+        .control(Method::GET, "/counters", None)
+        .await
+        .json;
+    assert_eq!(
+        (&counters["tokenRequests"], &counters["tokensIssued"]),
+        (&json!(n), &json!(0))
+    );
+    // Nothing the emulator shows of itself reveals the secret either.
+    let token = t.token().await;
+    t.on(Api::Workflows)
+        .create(&token, json!({"name": "n"}))
+        .await;
+    let shown = [
+        format!("{:?}", oauth_config()),
+        format!("{:?}", t.emu),
+        format!("{:?}", t.emu.counters()),
+        t.on(Api::V1)
+            .control(Method::GET, "/automations", None)
+            .await
+            .json
+            .to_string(),
+        t.on(Api::V1)
+            .control(Method::GET, "/counters", None)
+            .await
+            .json
+            .to_string(),
+    ];
+    for text in shown {
+        assert!(
+            !text.contains(CLIENT_SECRET) && !text.contains(&token),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn oauth_tokens_expire_after_their_lifetime_or_on_demand() {
+    let t = start(EmulatorConfig {
+        oauth_token_ttl: Duration::from_secs(1),
+        ..oauth_config()
+    })
+    .await;
+    let wf = t.on(Api::Workflows);
+    let short = t.token_request(&grant()).await;
+    assert_eq!(short.json["expires_in"], 1);
+    let token = short.json["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(wf.get("", &token).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let expired = wf.get("", &token).await;
+    assert_envelope(&expired, 401);
+    assert!(expired.detail().contains("expired"), "{}", expired.detail());
+    assert_envelope(&wf.get("", "never-issued-token").await, 401);
+
+    // The control endpoint (and its in-process twin) expire every token at once.
+    for expire_over_http in [true, false] {
+        let fresh = t.token().await;
+        assert_eq!(t.on(Api::V1).get("", &fresh).await.status, StatusCode::OK);
+        if expire_over_http {
+            let a = wf.control(Method::POST, "/oauth/expire", None).await;
+            assert_eq!(a.status, StatusCode::NO_CONTENT);
+        } else {
+            t.emu.expire_tokens();
+        }
+        assert_envelope(&t.on(Api::V1).get("", &fresh).await, 401);
+    }
+    // API keys do not expire.
+    assert_eq!(wf.get("", ALICE).await.status, StatusCode::OK);
+    let c = t.emu.counters();
+    assert_eq!(c.endpoint_status(Endpoint::ListAutomations, 401), 4);
+}
+
+#[tokio::test]
+async fn the_bot_has_its_own_rate_budget() {
+    let t = start(EmulatorConfig {
+        tier2_per_minute: 2,
+        ..oauth_config()
+    })
+    .await;
+    let wf = t.on(Api::Workflows);
+    let token = t.token().await;
+    for key in [ALICE, token.as_str()] {
+        for i in 0..2 {
+            let a = wf
+                .post("", key, Some(json!({"name": format!("n{i}")})))
+                .await;
+            assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
+        }
+    }
+    // Both are now out of tier 2, each on its own; the other users are not.
+    assert_envelope(&wf.post("", &token, Some(json!({"name": "x"}))).await, 429);
+    assert_envelope(
+        &t.on(Api::V1)
+            .post("", ALICE, Some(json!({"name": "x"})))
+            .await,
+        429,
+    );
+    assert_eq!(
+        wf.post("", BOB, Some(json!({"name": "b"}))).await.status,
+        StatusCode::CREATED
+    );
+    // A new token is the same bot, with the same spent budget.
+    let again = t.token().await;
+    assert_envelope(&wf.post("", &again, Some(json!({"name": "x"}))).await, 429);
+    let c = t.emu.counters();
+    assert_eq!(c.rate_limited, 3);
+    assert_eq!(c.by_user[BOT], 4);
+    assert_eq!(c.by_user["alice"], 3);
 }

@@ -162,6 +162,7 @@ async fn every_reason_maps_to_the_documented_kstatus_and_argo_cd_health() {
         "ConnectionError",
         "Drifted",
         "Observed",
+        "UnsupportedByApi",
     ] {
         assert!(
             expected_kstatus.contains_key(reason),
@@ -232,6 +233,8 @@ async fn every_reason_maps_to_the_documented_kstatus_and_argo_cd_health() {
         // Observed, and differing from the spec (description, workspace, ...).
         annotated("drifted", &watched.id)
             .replace("spec:\n", "spec:\n  managementPolicy: Observe\n"),
+        // `qlik` is a v1 connection, which has no spaces.
+        automation_yaml("unsupported", "  spaceId: team-a"),
     ];
     for m in &manifests {
         ns.apply_yaml::<QlikAutomation>(m).await;
@@ -253,6 +256,7 @@ async fn every_reason_maps_to_the_documented_kstatus_and_argo_cd_health() {
         ("sharing", "Conflict"),
         ("no-connection", "ConnectionError"),
         ("drifted", "Drifted"),
+        ("unsupported", "UnsupportedByApi"),
     ]
     .into();
     let objects = wait_for("every object at its reason", WAIT, || async {

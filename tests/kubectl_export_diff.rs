@@ -554,6 +554,117 @@ async fn an_exported_tenant_of_250_is_adopted_by_apply_with_zero_writes() {
     assert_eq!(emu.counters().writes(), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_exports_one_shared_space_of_the_whole_tenant_and_apply_adopts_it() {
+    use qlik_automations_operator::{
+        emulator::OAuthClient as EmulatorOAuthClient,
+        qlik::{Api, Endpoint},
+    };
+    let ns = TestNamespace::new("export-space").await;
+    let emu = emulator(|c| {
+        c.oauth_clients = vec![EmulatorOAuthClient::new("export-bot", "export-bot-secret")];
+        c.spaces = vec!["team-a".into(), "team-b".into()];
+    })
+    .await;
+    ns.secret(
+        "qlik-bot",
+        &[
+            ("tenantUrl", &emu.base_url()),
+            ("clientId", "export-bot"),
+            ("clientSecret", "export-bot-secret"),
+        ],
+    )
+    .await;
+    // Made by a person, not the bot: only listAll shows them to it.
+    let person = tenant(&emu);
+    for (name, space, max) in [
+        ("Alpha", Some("team-a"), Some(3)),
+        ("Beta", Some("team-a"), None),
+        ("Gamma", Some("team-b"), None),
+        ("Delta", None, None),
+    ] {
+        person
+            .create_automation(&AutomationRequest {
+                name: Some(name.into()),
+                space_id: space.map(Into::into),
+                max_concurrent_runs: max,
+                workspace: Some(json!({"blocks": []})),
+                ..AutomationRequest::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    let dir = tempdir();
+    emu.reset_counters();
+    qlik(&[
+        "export",
+        "--connection",
+        "qlik-bot",
+        "--space",
+        "team-a",
+        "--output-dir",
+        path(dir.path()),
+        "-n",
+        &ns.name,
+    ])
+    .await
+    .ok();
+    let counters = emu.counters();
+    assert_eq!(counters.api(Api::V1), 0, "{counters:?}");
+    assert_eq!(counters.writes(), 0, "{counters:?}");
+    let tree = read_tree(dir.path());
+    let manifests: Vec<&String> = tree
+        .keys()
+        .filter(|p| p.ends_with(".yaml") && !p.starts_with("kustom"))
+        .collect();
+    assert_eq!(manifests, ["alpha.yaml", "beta.yaml"], "{tree:#?}");
+    assert!(
+        tree["alpha.yaml"].contains("spaceId: team-a"),
+        "{}",
+        tree["alpha.yaml"]
+    );
+    assert!(tree["alpha.yaml"].contains("maxConcurrentRuns: 3"));
+    assert!(!tree["beta.yaml"].contains("maxConcurrentRuns"));
+
+    // The same export on a v1 connection: no spaces there, said before anything is read.
+    ns.connection_secret("qlik-v1", &emu.base_url(), USER_KEY)
+        .await;
+    let out = qlik(&[
+        "export",
+        "--connection",
+        "qlik-v1",
+        "--space",
+        "team-a",
+        "--output-dir",
+        path(tempdir().path()),
+        "-n",
+        &ns.name,
+    ])
+    .await
+    .expect_code(1);
+    assert!(
+        out.stderr.contains("--space needs a workflows connection"),
+        "{out:#?}"
+    );
+
+    // Applied, the bot adopts both without a write and keeps them in their space.
+    let _operator = Operator::start(&ns.name, &[]);
+    emu.reset_counters();
+    kubectl(&["apply", "-n", &ns.name, "-k", path(dir.path())])
+        .await
+        .ok();
+    let objects = all_ready(&ns, 2).await;
+    assert_eq!(emu.counters().writes(), 0, "{:#?}", emu.counters());
+    assert_eq!(emu.counters().endpoint(Endpoint::ChangeSpace), 0);
+    for a in &objects {
+        assert_eq!(
+            a.status.as_ref().unwrap().space_id.as_deref(),
+            Some("team-a")
+        );
+    }
+}
+
 /// Replaces `from` by `to` in `file`, insisting that it was there.
 fn edit(file: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(file).unwrap();

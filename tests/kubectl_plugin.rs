@@ -464,6 +464,74 @@ async fn logs_print_the_exported_log_of_a_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_debug_reads_the_debug_log_through_an_oauth_workflows_connection() {
+    use qlik_automations_operator::{
+        emulator::OAuthClient as EmulatorOAuthClient,
+        qlik::{Api, Credential, OAuthClient, Redacted},
+    };
+    let ns = TestNamespace::new("plugin-debug").await;
+    let emu = emulator(|c| {
+        c.run_duration = Duration::from_millis(300);
+        c.oauth_clients = vec![EmulatorOAuthClient::new("plugin-bot", "plugin-bot-secret")];
+    })
+    .await;
+    ns.secret(
+        "qlik-bot",
+        &[
+            ("tenantUrl", &emu.base_url()),
+            ("clientId", "plugin-bot"),
+            ("clientSecret", "plugin-bot-secret"),
+        ],
+    )
+    .await;
+    let bot = QlikClient::new(ClientConfig::new(
+        emu.base_url(),
+        Credential::OAuth(OAuthClient {
+            client_id: "plugin-bot".into(),
+            client_secret: Redacted::new("plugin-bot-secret"),
+            scope: String::new(),
+        }),
+    ))
+    .unwrap();
+    let id = linked(&ns, &bot, "debugged", Some("qlik-bot"), "").await;
+    let run = start_run(&bot, &id, json!({})).await;
+    wait_ended(&bot, &id, &run.id).await;
+
+    emu.reset_counters();
+    let out = qlik(&["logs", "debugged", &run.id, "--debug", "-n", &ns.name])
+        .await
+        .ok();
+    assert!(
+        out.stdout.contains(&format!("Run {} queued", run.id))
+            && out.stdout.lines().last().unwrap().ends_with("Run finished"),
+        "{}",
+        out.stdout
+    );
+    let counters = emu.counters();
+    assert_eq!(counters.endpoint(Endpoint::GetRunDebug), 1, "{counters:?}");
+    assert_eq!(counters.endpoint(Endpoint::ExportRun), 0, "{counters:?}");
+    assert_eq!(counters.api(Api::V1), 0, "{counters:?}");
+    assert_eq!(counters.tokens_issued, 1, "{counters:?}");
+    assert!(!out.stdout.contains("plugin-bot-secret") && !out.stderr.contains("plugin-bot-secret"));
+
+    // On a v1 connection there is no debug log: said plainly, nothing sent.
+    ns.connection_secret("qlik-v1", &emu.base_url(), USER_KEY)
+        .await;
+    let v1_id = linked(&ns, &tenant(&emu), "old-style", Some("qlik-v1"), "").await;
+    emu.reset_counters();
+    let out = qlik(&["logs", "old-style", "some-run", "--debug", "-n", &ns.name])
+        .await
+        .expect_code(EXIT_ERROR);
+    assert!(
+        out.stderr.contains("not supported by the v1 API")
+            && out.stderr.contains("api to workflows"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(emu.counters().total, 0, "nothing sent for {v1_id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_stops_a_run_and_retry_adds_one_with_the_same_inputs() {
     let ns = TestNamespace::new("plugin-actions").await;
     let emu = emulator(|c| c.run_duration = Duration::from_secs(20)).await;

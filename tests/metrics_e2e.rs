@@ -403,3 +403,108 @@ async fn metrics_show_the_rate_budget_and_agree_with_what_the_tenant_counted() {
     assert_ne!(good, revoked);
     op.assert_healthy().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_token_requests_and_deprecated_answers_are_counted() {
+    use qlik_automations_operator::{emulator::OAuthClient, qlik::Api};
+    let ns = TestNamespace::new("metrics-oauth").await;
+    // Tokens live 2 s: renewals happen while the test runs.
+    let emu = emulator(|c| {
+        c.oauth_clients = vec![OAuthClient::new("metrics-bot", "metrics-bot-secret")];
+        c.oauth_token_ttl = Duration::from_secs(2);
+    })
+    .await;
+    for (name, secret) in [
+        ("qlik-bot", "metrics-bot-secret"),
+        ("qlik-bot-wrong", "nope"),
+    ] {
+        ns.secret(
+            name,
+            &[
+                ("tenantUrl", &emu.base_url()),
+                ("clientId", "metrics-bot"),
+                ("clientSecret", secret),
+            ],
+        )
+        .await;
+    }
+    // And a v1 connection, whose answers announce the deprecation.
+    ns.connection_secret("qlik", &emu.base_url(), USER_KEY)
+        .await;
+    let listen = free_addr().to_string();
+    let op = OperatorProcess::start(
+        &unique_name("metrics-oauth-operator"),
+        &ControlPlane::shared().kubeconfig_path(),
+        &run_args(&ns.name, &listen, &[]),
+        &[("RUST_LOG".to_string(), DEBUG_LOG.to_string())],
+    );
+    let api = ns.api::<QlikAutomation>();
+    for (name, secret) in [
+        ("by-bot", "qlik-bot"),
+        ("by-wrong-bot", "qlik-bot-wrong"),
+        ("by-v1", "qlik"),
+    ] {
+        ns.apply_yaml::<QlikAutomation>(
+            &automation_yaml(name, "").replace("name: qlik\n", &format!("name: {secret}\n")),
+        )
+        .await;
+    }
+    wait_ready(&api, "by-bot").await;
+    wait_ready(&api, "by-v1").await;
+    wait_reason(&api, "by-wrong-bot", "Unauthorized").await;
+    // Several token lifetimes of resyncs.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    let samples = parse(&scrape(&op).await);
+    let counters = emu.counters();
+    assert_labels(
+        &samples,
+        "oauth_token_requests_total",
+        &["tenant", "identity", "outcome"],
+    );
+    let issued = sum(
+        &samples,
+        "oauth_token_requests_total",
+        &[("outcome", "issued")],
+    );
+    let refused = sum(
+        &samples,
+        "oauth_token_requests_total",
+        &[("outcome", "refused")],
+    );
+    // Scraped after the emulator's counters were read: renewals may have happened between.
+    assert!(issued >= 3.0, "tokens renewed: {issued}");
+    assert!(
+        issued <= counters.tokens_issued as f64 + 2.0,
+        "{issued} vs {counters:?}"
+    );
+    assert!(refused >= 1.0, "{refused}");
+    assert_eq!(
+        select(
+            &samples,
+            "oauth_token_requests_total",
+            &[("outcome", "issued")]
+        )
+        .len(),
+        1,
+        "one bot, one identity, whatever its secrets"
+    );
+    assert_labels(
+        &samples,
+        "qlik_deprecated_answers_total",
+        &["tenant", "api"],
+    );
+    let deprecated = one(&samples, "qlik_deprecated_answers_total", &[("api", "v1")]);
+    assert!(
+        deprecated >= 1.0 && deprecated <= counters.api(Api::V1) as f64 + 5.0,
+        "{deprecated} vs {counters:?}"
+    );
+    assert!(
+        select(
+            &samples,
+            "qlik_deprecated_answers_total",
+            &[("api", "workflows")]
+        )
+        .is_empty()
+    );
+}

@@ -377,13 +377,12 @@ async fn settings_toggle_the_tenant_and_a_second_object_conflicts() {
     };
     ns.apply_yaml::<QlikAutomationSettings>(&yaml("tenant", false))
         .await;
-    let admin = qlik::QlikClient::new(qlik::ClientConfig::new(
-        emu.base_url(),
-        qlik::ApiKey::new(ADMIN_KEY),
-    ))
-    .unwrap();
+    // automationsEnabled is the v1 generation's setting, as the connection here.
+    let mut config = qlik::ClientConfig::new(emu.base_url(), qlik::ApiKey::new(ADMIN_KEY));
+    config.api = qlik::Api::V1;
+    let admin = qlik::QlikClient::new(config).unwrap();
     wait_for("automations disabled in the tenant", WAIT, || async {
-        (!admin.get_settings().await.ok()?.automations_enabled).then_some(())
+        (admin.get_settings().await.ok()?.automations_enabled == Some(false)).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -403,8 +402,9 @@ async fn settings_toggle_the_tenant_and_a_second_object_conflicts() {
     .await;
     assert_eq!(second.status, ConditionStatus::False);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(
-        !admin.get_settings().await.unwrap().automations_enabled,
+    assert_eq!(
+        admin.get_settings().await.unwrap().automations_enabled,
+        Some(false),
         "the conflicting object wrote nothing"
     );
 
@@ -416,12 +416,7 @@ async fn settings_toggle_the_tenant_and_a_second_object_conflicts() {
     .await
     .unwrap();
     wait_for("automations enabled again", WAIT, || async {
-        admin
-            .get_settings()
-            .await
-            .ok()?
-            .automations_enabled
-            .then_some(())
+        (admin.get_settings().await.ok()?.automations_enabled == Some(true)).then_some(())
     })
     .await;
     let first = api.get("tenant").await.unwrap();
@@ -540,8 +535,12 @@ async fn invalid_manifests_are_refused_naming_the_field() {
 async fn the_examples_become_ready() {
     let ns = TestNamespace::new("examples").await;
     let emu = emulator(|_| {}).await;
-    ns.connection_secret("qlik-tenant", &emu.base_url(), ADMIN_KEY)
-        .await;
+    // The examples speak the default generation (workflows), as examples/secret.yaml does.
+    ns.secret(
+        "qlik-tenant",
+        &[("tenantUrl", &emu.base_url()), ("apiKey", ADMIN_KEY)],
+    )
+    .await;
     let _op = Operator::start(&ns.name, &[]);
     let cp = ControlPlane::shared();
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");

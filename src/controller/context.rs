@@ -132,6 +132,10 @@ pub enum Error {
     /// The reconciler decides whether that is a recreate or a `NotFound`.
     #[error("automation {0} answered 404: it no longer exists in the tenant")]
     RemoteGone(String),
+    /// The spec uses a field the connection's API generation does not have; nothing was
+    /// written.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl Error {
@@ -145,6 +149,7 @@ impl Error {
             Error::Conflict(_) => "Conflict",
             Error::NotFound(_) | Error::RemoteGone(_) => "NotFound",
             Error::Forbidden(_) => "Forbidden",
+            Error::Unsupported(_) => "UnsupportedByApi",
         }
     }
 
@@ -160,7 +165,8 @@ impl Error {
             | Error::Conflict(_)
             | Error::NotFound(_)
             | Error::Forbidden(_)
-            | Error::RemoteGone(_) => false,
+            | Error::RemoteGone(_)
+            | Error::Unsupported(_) => false,
         }
     }
 
@@ -182,7 +188,8 @@ impl Error {
             }
             (_, Some(ErrorClass::Unauthorized | ErrorClass::Forbidden))
             | (Error::Connection(_) | Error::Forbidden(_), _) => PERSON_MUST_FIX.wait(failures),
-            (Error::InvalidSpec(_), _) | (_, Some(ErrorClass::InvalidRequest)) => {
+            (Error::InvalidSpec(_) | Error::Unsupported(_), _)
+            | (_, Some(ErrorClass::InvalidRequest | ErrorClass::Unsupported)) => {
                 // A spec change triggers a reconcile by itself; this is only a safety net.
                 Duration::from_secs(3600)
             }
@@ -433,8 +440,39 @@ impl Context {
             }
         };
         self.pool
-            .client(&credentials.tenant_url, &credentials.api_key)
+            .client(
+                &credentials.tenant_url,
+                &credentials.credential,
+                credentials.api,
+            )
             .map_err(|e| Error::Connection(format!("Secret {}: {e}", credentials.secret)))
+    }
+
+    /// Tells, with one Warning Event on `obj`, that the tenant deprecates the API generation
+    /// `client` speaks: once per connection and process (the first object reconciled after
+    /// the first deprecated answer), never as an error.
+    pub async fn warn_if_deprecated<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        client: &QlikClient,
+    ) {
+        if let Some(notice) = client.take_deprecation_notice() {
+            let sunset = notice
+                .sunset
+                .map(|s| format!(" (Sunset: {s})"))
+                .unwrap_or_default();
+            self.event(
+                obj,
+                EventType::Warning,
+                "DeprecatedApi",
+                "Connect",
+                format!(
+                    "the tenant deprecates the {} Automations API this connection uses{sunset}; Qlik announced its removal on or after 2027-11-30. Set the connection Secret's key api to workflows (the default).",
+                    notice.api
+                ),
+            )
+            .await;
+        }
     }
 
     /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.

@@ -343,6 +343,10 @@ pub fn status_for(
             .and_then(|s| s.run_mode.as_ref())
             .map(|s| s.to_string()),
         owner_id: summary.and_then(|s| s.owner_id.clone()),
+        space_id: summary
+            .and_then(|s| s.space_id.clone())
+            .filter(|s| !s.is_empty()),
+        max_concurrent_runs: summary.and_then(|s| s.max_concurrent_runs),
         created_at: summary.and_then(|s| s.created_at.clone()),
         updated_at: summary.and_then(|s| s.updated_at.clone()),
         last_run_at: summary.and_then(|s| s.last_run_at.clone()),

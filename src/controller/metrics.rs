@@ -20,7 +20,7 @@ use prometheus_client::{
 
 use crate::{
     crd::ConditionStatus,
-    qlik::{Answer, Budget, Caller, Endpoint, Telemetry, Tier},
+    qlik::{Answer, Api, Budget, Caller, Endpoint, Telemetry, Tier, TokenOutcome},
 };
 
 /// Labels of a reconcile outcome.
@@ -82,6 +82,26 @@ impl TierLabels {
     }
 }
 
+/// Labels of an OAuth token request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// The tenant's host (and port, when the URL names one).
+    pub tenant: String,
+    /// The short digest of the OAuth client id.
+    pub identity: String,
+    /// `issued`, `refused` or `failed`.
+    pub outcome: String,
+}
+
+/// Labels of answers that announced the deprecation of an API generation.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeprecationLabels {
+    /// The tenant's host (and port, when the URL names one).
+    pub tenant: String,
+    /// `v1` or `workflows`.
+    pub api: String,
+}
+
 /// Labels of the objects gauge.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabels {
@@ -127,6 +147,10 @@ pub struct Metrics {
     pub rate_budget_limit: Family<TierLabels, Gauge>,
     /// Objects by kind and `Ready` status and reason.
     pub objects: Family<ObjectLabels, Gauge>,
+    /// OAuth token requests by outcome.
+    pub oauth_tokens: Family<TokenLabels, Counter>,
+    /// Answers carrying `Deprecation`/`Sunset` headers, by tenant and generation.
+    pub deprecated_answers: Family<DeprecationLabels, Counter>,
     /// The labels each object is counted under in `objects`, by (kind, `namespace/name`),
     /// and when it was last reported.
     counted: Mutex<HashMap<(String, String), (ObjectLabels, Instant)>>,
@@ -199,8 +223,22 @@ impl Default for Metrics {
             "Objects by kind and the status and reason of their Ready condition",
             objects.clone(),
         );
+        let oauth_tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "oauth_token_requests",
+            "OAuth2 client-credentials token requests, by tenant, client digest and outcome (issued, refused, failed)",
+            oauth_tokens.clone(),
+        );
+        let deprecated_answers = Family::<DeprecationLabels, Counter>::default();
+        registry.register(
+            "qlik_deprecated_answers",
+            "Qlik answers carrying Deprecation or Sunset headers, by tenant and API generation",
+            deprecated_answers.clone(),
+        );
         Metrics {
             registry,
+            oauth_tokens,
+            deprecated_answers,
             reconciles,
             reconcile_seconds,
             writes,
@@ -341,6 +379,25 @@ impl Telemetry for Metrics {
         self.rate_budget_limit
             .get_or_create(&labels)
             .set(i64::from(budget.limit));
+    }
+
+    fn token(&self, caller: &Caller, outcome: TokenOutcome) {
+        self.oauth_tokens
+            .get_or_create(&TokenLabels {
+                tenant: caller.tenant.clone(),
+                identity: caller.identity.clone(),
+                outcome: outcome.label().to_owned(),
+            })
+            .inc();
+    }
+
+    fn deprecated(&self, caller: &Caller, api: Api, _sunset: Option<&str>) {
+        self.deprecated_answers
+            .get_or_create(&DeprecationLabels {
+                tenant: caller.tenant.clone(),
+                api: api.label().to_owned(),
+            })
+            .inc();
     }
 }
 
@@ -509,6 +566,36 @@ mod tests {
             ),
         ] {
             assert_eq!(sample(&text, &line), Some(value), "{line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn token_requests_and_deprecated_answers_are_counted() {
+        let m = Metrics::default();
+        let caller = Caller {
+            tenant: "acme.eu.qlikcloud.com".into(),
+            identity: "fedcba9876543210".into(),
+        };
+        m.token(&caller, TokenOutcome::Issued);
+        m.token(&caller, TokenOutcome::Refused);
+        m.token(&caller, TokenOutcome::Refused);
+        m.deprecated(&caller, Api::V1, Some("Tue, 30 Nov 2027 00:00:00 GMT"));
+        let text = m.render();
+        for (line, value) in [
+            (
+                "qlik_automations_operator_oauth_token_requests_total{tenant=\"acme.eu.qlikcloud.com\",identity=\"fedcba9876543210\",outcome=\"refused\"}",
+                2.0,
+            ),
+            (
+                "qlik_automations_operator_oauth_token_requests_total{tenant=\"acme.eu.qlikcloud.com\",identity=\"fedcba9876543210\",outcome=\"issued\"}",
+                1.0,
+            ),
+            (
+                "qlik_automations_operator_qlik_deprecated_answers_total{tenant=\"acme.eu.qlikcloud.com\",api=\"v1\"}",
+                1.0,
+            ),
+        ] {
+            assert_eq!(sample(&text, line), Some(value), "{line} in\n{text}");
         }
     }
 

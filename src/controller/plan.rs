@@ -8,7 +8,12 @@ use std::collections::BTreeMap;
 
 use crate::{
     crd::{QlikAutomation, automation::ConfigMapKeyRef},
-    qlik::model::{Automation, AutomationRequest, AutomationState, ScheduleRequest},
+    qlik::{
+        Api,
+        model::{
+            Automation, AutomationRequest, AutomationState, ScheduleRequest, workflows_interval,
+        },
+    },
 };
 
 /// The remote state a `QlikAutomation` spec asks for, with references already resolved.
@@ -26,10 +31,14 @@ pub struct Desired {
     pub workspace: Option<Value>,
     /// Owner (`None` = the operator does not manage it).
     pub owner_id: Option<String>,
+    /// Space (`None` = not managed; `Some("")` = the owner's personal space). Workflows only.
+    pub space_id: Option<String>,
+    /// Concurrent runs allowed (`None` = not managed). Workflows only.
+    pub max_concurrent_runs: Option<i64>,
 }
 
 impl Desired {
-    /// The body of a create or update.
+    /// The body of an update (a space changes through `change-space`, never a `PUT`).
     pub fn request(&self) -> AutomationRequest {
         AutomationRequest {
             name: Some(self.name.clone()),
@@ -37,7 +46,35 @@ impl Desired {
             state: None,
             schedules: Some(self.schedules.clone()),
             workspace: self.workspace.clone(),
+            space_id: None,
+            max_concurrent_runs: self.max_concurrent_runs,
         }
+    }
+
+    /// The body of a create: the update's, in the desired space (an empty one is the
+    /// personal space, where a create without `spaceId` lands anyway).
+    pub fn create_request(&self) -> AutomationRequest {
+        AutomationRequest {
+            space_id: self.space_id.clone().filter(|s| !s.is_empty()),
+            ..self.request()
+        }
+    }
+
+    /// The first spec field the API generation `api` does not have, as an error message:
+    /// checked before anything is written, so a v1 connection never half-applies a spec.
+    pub fn unsupported(&self, api: Api) -> Option<String> {
+        if api != Api::V1 {
+            return None;
+        }
+        [
+            (self.space_id.is_some(), "spec.spaceId"),
+            (self.max_concurrent_runs.is_some(), "spec.maxConcurrentRuns"),
+        ]
+        .into_iter()
+        .find(|(set, _)| *set)
+        .map(|(_, field)| {
+            format!("{field} is not supported by the v1 API: use a workflows connection (Secret key api: workflows) or remove the field")
+        })
     }
 
     /// A stable digest of the desired remote state. Stored in status after it was applied, so
@@ -51,6 +88,14 @@ impl Desired {
             "workspace": self.workspace,
             "ownerId": self.owner_id,
         });
+        // Added only when set, so objects that do not use them keep the digest they had.
+        let mut canonical = canonical;
+        if let Some(space) = &self.space_id {
+            canonical["spaceId"] = space.clone().into();
+        }
+        if let Some(max) = self.max_concurrent_runs {
+            canonical["maxConcurrentRuns"] = max.into();
+        }
         let hash = Sha256::digest(canonical.to_string().as_bytes());
         hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
@@ -113,6 +158,8 @@ pub fn desired(obj: &QlikAutomation, resolved: Option<Value>) -> Desired {
             .collect(),
         workspace: spec.workspace.clone().or(resolved),
         owner_id: spec.owner_id.clone(),
+        space_id: spec.space_id.clone(),
+        max_concurrent_runs: spec.max_concurrent_runs,
     }
 }
 
@@ -125,7 +172,9 @@ pub enum Action {
     Enable,
     /// `actions/disable`
     Disable,
-    /// `actions/move` to this user.
+    /// `actions/change-space` to this space (`""`: the owner's personal space).
+    ChangeSpace(String),
+    /// Make this user the owner (`change-owner` on workflows, `move` on v1).
     Move(String),
 }
 
@@ -136,6 +185,10 @@ impl Action {
             Action::Update(_) => "update".into(),
             Action::Enable => "enable".into(),
             Action::Disable => "disable".into(),
+            Action::ChangeSpace(space) if space.is_empty() => {
+                "move to the owner's personal space".into()
+            }
+            Action::ChangeSpace(space) => format!("move to space {space}"),
             Action::Move(user) => format!("move to {user}"),
         }
     }
@@ -171,11 +224,31 @@ pub fn differences(desired: &Desired, remote: &Automation) -> Vec<&'static str> 
     {
         diff.push("workspace");
     }
+    if desired
+        .max_concurrent_runs
+        .is_some_and(|max| remote.max_concurrent_runs != Some(max))
+    {
+        diff.push("maxConcurrentRuns");
+    }
     diff
 }
 
-/// Compares schedules only on what the spec owns: empty strings and absent values are equal.
+/// Whether the remote sits in another space than the desired one (`None`: not managed; an
+/// absent and an empty `spaceId` both mean the personal space).
+fn space_differs(desired: &Desired, remote: &Automation) -> bool {
+    desired
+        .space_id
+        .as_deref()
+        .is_some_and(|space| remote.space_id.as_deref().unwrap_or_default() != space)
+}
+
+/// Compares schedules only on what the spec owns: empty strings and absent values are equal,
+/// and intervals as whole minutes, the way the workflows generation (and, reportedly, the
+/// live v1 service) stores them; otherwise a spec saying 90 s would be "updated" forever.
 fn normalise_schedule(mut s: ScheduleRequest) -> ScheduleRequest {
+    s.interval = s
+        .interval
+        .map(|i| i64::try_from(workflows_interval(i.max(0) as u64)).unwrap_or(i));
     for field in [
         &mut s.start_at,
         &mut s.stop_at,
@@ -201,7 +274,8 @@ fn workspace_equal(desired: &Value, remote: Option<&Value>) -> bool {
 ///
 /// The move goes last: after it only an admin key still sees the automation, and the other
 /// writes are better done while the current owner holds it. Enable/disable go after the
-/// update so that enabling an automation happens with its new definition in place.
+/// update so that enabling an automation happens with its new definition in place; the space
+/// changes after that, before the owner.
 pub fn plan(desired: &Desired, remote: &Automation) -> Vec<Action> {
     let mut actions = Vec::new();
     if !differences(desired, remote).is_empty() {
@@ -212,6 +286,11 @@ pub fn plan(desired: &Desired, remote: &Automation) -> Vec<Action> {
         actions.push(Action::Enable);
     } else if !desired.enabled && enabled {
         actions.push(Action::Disable);
+    }
+    if space_differs(desired, remote) {
+        actions.push(Action::ChangeSpace(
+            desired.space_id.clone().unwrap_or_default(),
+        ));
     }
     if let Some(owner) = &desired.owner_id
         && remote.owner_id.as_deref() != Some(owner.as_str())
@@ -230,6 +309,7 @@ pub fn drift(desired: &Desired, remote: &Automation) -> Vec<&'static str> {
         match action {
             Action::Update(_) => {}
             Action::Enable | Action::Disable => fields.push("enabled"),
+            Action::ChangeSpace(_) => fields.push("spaceId"),
             Action::Move(_) => fields.push("ownerId"),
         }
     }
@@ -272,6 +352,8 @@ mod tests {
             }],
             workspace: Some(json!({"blocks": []})),
             owner_id: None,
+            space_id: None,
+            max_concurrent_runs: None,
         }
     }
 
@@ -375,6 +457,81 @@ mod tests {
         assert_eq!(plan(&d, &r), vec![Action::Disable]);
         d.enabled = true;
         assert_eq!(plan(&d, &r), vec![]);
+    }
+
+    #[test]
+    fn space_and_concurrency_are_managed_only_when_set() {
+        let d = desired();
+        let mut r = remote_matching(&d);
+        r.space_id = Some("shared-1".into());
+        r.max_concurrent_runs = Some(4);
+        assert_eq!(plan(&d, &r), vec![], "unset fields are not managed");
+
+        let mut d = desired();
+        d.space_id = Some("shared-2".into());
+        d.max_concurrent_runs = Some(2);
+        d.owner_id = Some("u2".into());
+        assert_eq!(
+            plan(&d, &r),
+            vec![
+                Action::Update(d.request()),
+                Action::ChangeSpace("shared-2".into()),
+                Action::Move("u2".into()),
+            ]
+        );
+        assert_eq!(
+            drift(&d, &r),
+            vec!["maxConcurrentRuns", "spaceId", "ownerId"]
+        );
+        // The update never carries the space; the create does.
+        assert_eq!(d.request().space_id, None);
+        assert_eq!(d.request().max_concurrent_runs, Some(2));
+        assert_eq!(d.create_request().space_id.as_deref(), Some("shared-2"));
+
+        // "" is the personal space: absent on the remote is the same place.
+        d.space_id = Some(String::new());
+        r.space_id = None;
+        r.max_concurrent_runs = Some(2);
+        r.owner_id = Some("u2".into());
+        assert_eq!(plan(&d, &r), vec![]);
+        assert_eq!(d.create_request().space_id, None);
+        r.space_id = Some("shared-1".into());
+        assert_eq!(plan(&d, &r), vec![Action::ChangeSpace(String::new())]);
+    }
+
+    #[test]
+    fn intervals_compare_as_the_workflows_api_stores_them() {
+        let mut d = desired();
+        d.schedules[0].interval = Some(90);
+        let mut r = remote_matching(&d);
+        r.schedules[0].interval = Some(120);
+        assert!(differences(&d, &r).is_empty(), "90 s is stored as 120 s");
+        r.schedules[0].interval = Some(60);
+        assert_eq!(differences(&d, &r), vec!["schedules"]);
+    }
+
+    #[test]
+    fn a_v1_connection_names_the_first_workflows_only_field() {
+        let mut d = desired();
+        assert_eq!(d.unsupported(Api::V1), None);
+        d.max_concurrent_runs = Some(1);
+        assert!(
+            d.unsupported(Api::V1)
+                .unwrap()
+                .starts_with("spec.maxConcurrentRuns is not supported by the v1 API")
+        );
+        d.space_id = Some(String::new());
+        assert!(d.unsupported(Api::V1).unwrap().starts_with("spec.spaceId"));
+        assert_eq!(d.unsupported(Api::Workflows), None);
+    }
+
+    #[test]
+    fn digests_of_specs_without_the_new_fields_are_unchanged() {
+        let d = desired();
+        let mut with = d.clone();
+        assert_eq!(d.digest(), with.digest());
+        with.space_id = Some(String::new());
+        assert_ne!(d.digest(), with.digest());
     }
 
     #[test]

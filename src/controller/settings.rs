@@ -1,4 +1,6 @@
-//! The `QlikAutomationSettings` reconciler: one object per tenant sets `automationsEnabled`.
+//! The `QlikAutomationSettings` reconciler: one object per tenant sets the tenant's
+//! automation settings: `maxConcurrentRunsPerAutomation` on a workflows connection,
+//! `automationsEnabled` on a v1 one.
 
 use std::sync::Arc;
 
@@ -8,8 +10,11 @@ use kube::{
 };
 
 use crate::{
-    crd::{ConditionStatus, QlikAutomationSettings, QlikAutomationSettingsStatus},
-    qlik::model::Settings,
+    crd::{
+        ConditionStatus, QlikAutomationSettings, QlikAutomationSettingsSpec,
+        QlikAutomationSettingsStatus,
+    },
+    qlik::{Api, model::Settings},
 };
 
 use super::{
@@ -93,28 +98,21 @@ async fn sync(obj: &QlikAutomationSettings, ctx: &Context) -> Result<Requeue, Er
         )));
     }
 
+    let wanted = wanted(&obj.spec, client.api()).map_err(Error::Unsupported)?;
     let mut observed = client.get_settings().await?;
-    if observed.automations_enabled != obj.spec.automations_enabled {
+    ctx.warn_if_deprecated(obj, &client).await;
+    if let Some(fields) = update_needed(&wanted, &observed) {
         ctx.metrics.wrote("settings");
-        observed = client
-            .update_settings(&Settings {
-                automations_enabled: obj.spec.automations_enabled,
-            })
-            .await?;
-        ctx.event(
-            obj,
-            EventType::Normal,
-            "Updated",
-            "Update",
-            format!("set automationsEnabled to {}", observed.automations_enabled),
-        )
-        .await;
+        observed = client.update_settings(&wanted).await?;
+        ctx.event(obj, EventType::Normal, "Updated", "Update", fields)
+            .await;
     }
     let old = obj.status.clone().unwrap_or_default();
     let (usage, usage_missing) = ctx.views.get(&client).tenant_usage();
     let generation = obj.metadata.generation;
     let status = QlikAutomationSettingsStatus {
-        automations_enabled: Some(observed.automations_enabled),
+        automations_enabled: observed.automations_enabled,
+        max_concurrent_runs_per_automation: observed.max_concurrent_runs_per_automation,
         // Figures fetched earlier stay until newer ones come; `usageMissing` says why.
         usage: usage.or(old.usage.clone()),
         usage_missing,
@@ -134,4 +132,91 @@ async fn sync(obj: &QlikAutomationSettings, ctx: &Context) -> Result<Requeue, Er
     };
     status::write(&ctx.kube, obj, &old, status).await?;
     Ok(Requeue::requeue(ctx.config.resync))
+}
+
+/// The settings the spec asks of a tenant spoken to through generation `api`, or why they
+/// cannot be asked there (naming the field and the generation): each generation has only its
+/// own field, and a spec must not be half-applied.
+fn wanted(spec: &QlikAutomationSettingsSpec, api: Api) -> Result<Settings, String> {
+    match api {
+        Api::V1 if spec.max_concurrent_runs_per_automation.is_some() => Err(
+            "spec.maxConcurrentRunsPerAutomation is not supported by the v1 API: use a workflows connection (Secret key api: workflows) or remove the field".into(),
+        ),
+        Api::Workflows if spec.automations_enabled.is_some() => Err(
+            "spec.automationsEnabled is not supported by the workflows API: it is v1's deprecated tenant switch; use a v1 connection (Secret key api: v1) or remove the field".into(),
+        ),
+        _ => Ok(Settings {
+            automations_enabled: spec.automations_enabled,
+            max_concurrent_runs_per_automation: spec.max_concurrent_runs_per_automation,
+        }),
+    }
+}
+
+/// What an update would change, as an Event note; `None` when the tenant already matches
+/// every field the spec sets.
+fn update_needed(wanted: &Settings, observed: &Settings) -> Option<String> {
+    let mut changes = Vec::new();
+    if let Some(enabled) = wanted.automations_enabled
+        && observed.automations_enabled != Some(enabled)
+    {
+        changes.push(format!("automationsEnabled to {enabled}"));
+    }
+    if let Some(max) = wanted.max_concurrent_runs_per_automation
+        && observed.max_concurrent_runs_per_automation != Some(max)
+    {
+        changes.push(format!("maxConcurrentRunsPerAutomation to {max}"));
+    }
+    (!changes.is_empty()).then(|| format!("set {}", changes.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(enabled: Option<bool>, max: Option<i64>) -> QlikAutomationSettingsSpec {
+        QlikAutomationSettingsSpec {
+            connection: None,
+            automations_enabled: enabled,
+            max_concurrent_runs_per_automation: max,
+        }
+    }
+
+    #[test]
+    fn each_generation_takes_only_its_own_field() {
+        let v1 = wanted(&spec(Some(false), None), Api::V1).unwrap();
+        assert_eq!(v1.automations_enabled, Some(false));
+        let w = wanted(&spec(None, Some(4)), Api::Workflows).unwrap();
+        assert_eq!(w.max_concurrent_runs_per_automation, Some(4));
+        let refused = wanted(&spec(None, Some(4)), Api::V1).unwrap_err();
+        assert!(
+            refused
+                .starts_with("spec.maxConcurrentRunsPerAutomation is not supported by the v1 API"),
+            "{refused}"
+        );
+        let refused = wanted(&spec(Some(true), None), Api::Workflows).unwrap_err();
+        assert!(
+            refused.starts_with("spec.automationsEnabled is not supported by the workflows API"),
+            "{refused}"
+        );
+        assert!(wanted(&spec(None, None), Api::V1).is_ok());
+    }
+
+    #[test]
+    fn only_differing_set_fields_are_written() {
+        let w = wanted(&spec(None, Some(4)), Api::Workflows).unwrap();
+        let observed = Settings {
+            automations_enabled: None,
+            max_concurrent_runs_per_automation: Some(10),
+        };
+        assert_eq!(
+            update_needed(&w, &observed).as_deref(),
+            Some("set maxConcurrentRunsPerAutomation to 4")
+        );
+        let same = Settings {
+            max_concurrent_runs_per_automation: Some(4),
+            ..observed
+        };
+        assert_eq!(update_needed(&w, &same), None);
+        assert_eq!(update_needed(&Settings::default(), &observed), None);
+    }
 }

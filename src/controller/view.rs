@@ -34,7 +34,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use futures::{FutureExt, TryStreamExt, future::Shared};
+use futures::{FutureExt, future::Shared};
 use tokio::time::Instant;
 
 use crate::{
@@ -173,10 +173,11 @@ impl TenantView {
     }
 
     async fn refresh(&self, sent_at: Instant) -> Result<(), QlikError> {
-        let listed: Result<Vec<AutomationSummary>, QlikError> = self
+        // The whole tenant when the identity may see it, so that adoption and duplicate
+        // checks see every automation.
+        let listed = self
             .client
-            .list_automations(&ListParams::default().limit(200))
-            .try_collect()
+            .list_tenant(&ListParams::default().limit(200))
             .await;
         let wake: Vec<Wake> = {
             let mut state = lock(&self.list);
@@ -333,12 +334,18 @@ impl TenantViews {
         }
     }
 
-    /// The view of the tenant and key `client` speaks for.
+    /// The view of the tenant, key and API generation `client` speaks for.
     pub fn get(&self, client: &QlikClient) -> Arc<TenantView> {
-        lock(&self.views)
-            .entry(client.identity())
-            .or_insert_with(|| Arc::new(TenantView::new(client.clone(), self.max_age)))
-            .clone()
+        let mut views = lock(&self.views);
+        let view = views
+            .entry(format!("{}@{}", client.identity(), client.api()))
+            .or_insert_with(|| Arc::new(TenantView::new(client.clone(), self.max_age)));
+        // The same bot with a new secret (a fixed Secret) is the same user, but the old
+        // client would keep sending the old secret: the view starts over with the new one.
+        if view.client.credential() != client.credential() {
+            *view = Arc::new(TenantView::new(client.clone(), self.max_age));
+        }
+        view.clone()
     }
 }
 

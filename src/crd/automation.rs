@@ -35,7 +35,8 @@ pub const SCHEDULE_TIME_PATTERN: &str =
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "description": "Whether the tenant matches the spec"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name": "Automation ID", "type": "string", "jsonPath": ".status.automationId", "description": "The remote automation's id", "priority": 1}"#,
-    printcolumn = r#"{"name": "Owner", "type": "string", "jsonPath": ".status.ownerId", "description": "The remote owner's user id", "priority": 1}"#
+    printcolumn = r#"{"name": "Owner", "type": "string", "jsonPath": ".status.ownerId", "description": "The remote owner's user id", "priority": 1}"#,
+    printcolumn = r#"{"name": "Space", "type": "string", "jsonPath": ".status.spaceId", "description": "The space the remote lives in (empty: the owner's personal space)", "priority": 1}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!(has(self.workspace) && has(self.workspaceFrom))")
@@ -45,7 +46,7 @@ pub const SCHEDULE_TIME_PATTERN: &str =
     .message("spec.copyFrom is immutable: it only applies when the automation is created")
     .field_path(".copyFrom"))]
 pub struct QlikAutomationSpec {
-    /// Where the tenant URL and API key come from. Optional when the operator was started
+    /// Where the tenant URL and credentials come from. Optional when the operator was started
     /// with a default connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<Connection>,
@@ -80,11 +81,24 @@ pub struct QlikAutomationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_from: Option<WorkspaceFrom>,
 
-    /// The user who should own the automation; applied with `actions/move`, which needs a
-    /// tenant admin's key.
+    /// The user who should own the automation; applied with `actions/change-owner`
+    /// (workflows) or `actions/move` (v1), which need a tenant admin's key or an M2M bot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255), regex(pattern = r"\S"))]
     pub owner_id: Option<String>,
+
+    /// The shared space the automation lives in: created there, moved with
+    /// `actions/change-space` when it changes; `""` is the owner's personal space. Unset: not
+    /// managed. Workflows connections only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub space_id: Option<String>,
+
+    /// How many runs of this automation may run at once (at most the tenant's
+    /// `maxConcurrentRunsPerAutomation`). Unset: not managed. Workflows connections only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrent_runs: Option<i64>,
 
     /// Create the automation as a copy of this existing automation id, then apply the rest of
     /// the spec. Only used at creation; immutable.
@@ -208,6 +222,12 @@ pub struct QlikAutomationStatus {
     /// The remote owner's user id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<String>,
+    /// The space the remote lives in; absent for the owner's personal space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_id: Option<String>,
+    /// The remote's `maxConcurrentRuns`, when the tenant reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_runs: Option<i64>,
     /// When the remote automation was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,

@@ -24,13 +24,23 @@ pub const ANNOTATION_RECONCILE_REQUESTED_AT: &str = "reconcile.fluxcd.io/request
 pub const SECRET_KEY_TENANT_URL: &str = "tenantUrl";
 /// The Secret key holding the API key.
 pub const SECRET_KEY_API_KEY: &str = "apiKey";
+/// The Secret key holding an OAuth2 M2M client id (instead of `apiKey`).
+pub const SECRET_KEY_CLIENT_ID: &str = "clientId";
+/// The Secret key holding the OAuth2 M2M client secret.
+pub const SECRET_KEY_CLIENT_SECRET: &str = "clientSecret";
+/// The optional Secret key holding the OAuth scopes (default `admin.automations`).
+pub const SECRET_KEY_SCOPE: &str = "scope";
+/// The optional Secret key choosing the API generation: `workflows` (default) or `v1`.
+pub const SECRET_KEY_API: &str = "api";
 
-/// Where the tenant URL and API key come from.
+/// Where the tenant URL and credentials come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Connection {
     /// A Secret in the resource's own namespace with the keys `tenantUrl` (e.g.
-    /// `https://acme.eu.qlikcloud.com`) and `apiKey`.
+    /// `https://acme.eu.qlikcloud.com`) and either `apiKey` or an OAuth2 M2M client's
+    /// `clientId` and `clientSecret` (optional `scope`, default `admin.automations`), and
+    /// optionally `api`: `workflows` (default) or `v1`.
     pub secret_ref: SecretRef,
 }
 

@@ -1,5 +1,6 @@
 //! The `emulator` subcommand:
-//! `qlik-automations-operator emulator --listen 127.0.0.1:PORT --api-key KEY=USERID[:admin] ...`
+//! `qlik-automations-operator emulator --listen 127.0.0.1:PORT --api-key KEY=USERID[:admin]
+//! --oauth-client ID=SECRET --space SPACE_ID ...`
 //!
 //! Prints one line with the base URL once it accepts connections, then serves until SIGINT or
 //! SIGTERM. Every flag can also come from a `QLIK_EMULATOR_...` environment variable.
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{ApiKey, EmulatorConfig, FaultConfig, FaultRule, RunningEmulator};
+use super::{ApiKey, EmulatorConfig, FaultConfig, FaultRule, OAuthClient, RunningEmulator};
 
 /// Command-line arguments of the emulator.
 #[derive(Clone, clap::Args)]
@@ -22,6 +23,7 @@ pub struct EmulatorArgs {
 
     /// An accepted API key and the user it belongs to: KEY=USERID, or KEY=USERID:admin for a
     /// tenant admin. Repeat for more keys (comma-separated in the environment variable).
+    /// Required unless an OAuth client is given.
     // Kept as text here and parsed in `config` so that a malformed key is never echoed in
     // clap's error message.
     #[arg(
@@ -29,10 +31,41 @@ pub struct EmulatorArgs {
         env = "QLIK_EMULATOR_API_KEYS",
         value_name = "KEY=USERID[:admin]",
         value_delimiter = ',',
-        required = true,
+        required_unless_present = "oauth_clients",
         hide_env_values = true
     )]
     pub api_keys: Vec<String>,
+
+    /// An OAuth2 client that may get access tokens from POST /oauth/token: ID=SECRET. Its
+    /// tokens act as the tenant-admin bot user bot-ID. Repeat for more clients
+    /// (comma-separated in the environment variable).
+    // Text for the same reason as the keys: a malformed value holds a secret.
+    #[arg(
+        long = "oauth-client",
+        env = "QLIK_EMULATOR_OAUTH_CLIENTS",
+        value_name = "ID=SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub oauth_clients: Vec<String>,
+
+    /// How long an OAuth access token lives, in seconds (Qlik's default is six hours).
+    #[arg(
+        long,
+        env = "QLIK_EMULATOR_OAUTH_TOKEN_TTL_SECONDS",
+        default_value_t = 21600
+    )]
+    pub oauth_token_ttl_seconds: u64,
+
+    /// A shared space automations may be created in or moved to (workflows `spaceId`).
+    /// Repeat for more (comma-separated in the environment variable).
+    #[arg(
+        long = "space",
+        env = "QLIK_EMULATOR_SPACES",
+        value_name = "SPACE_ID",
+        value_delimiter = ','
+    )]
+    pub spaces: Vec<String>,
 
     /// Tier 1 (read) requests allowed per user per minute.
     #[arg(long, env = "QLIK_EMULATOR_TIER1_PER_MINUTE", default_value_t = 1000)]
@@ -97,6 +130,12 @@ impl fmt::Debug for EmulatorArgs {
                 "api_keys",
                 &format_args!("<{} redacted>", self.api_keys.len()),
             )
+            .field(
+                "oauth_clients",
+                &format_args!("<{} redacted>", self.oauth_clients.len()),
+            )
+            .field("oauth_token_ttl_seconds", &self.oauth_token_ttl_seconds)
+            .field("spaces", &self.spaces)
             .field("tier1_per_minute", &self.tier1_per_minute)
             .field("tier2_per_minute", &self.tier2_per_minute)
             .field("run_duration_ms", &self.run_duration_ms)
@@ -137,6 +176,24 @@ impl EmulatorArgs {
                     .with_context(|| format!("--api-key number {} is malformed", i + 1))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let oauth_clients = self
+            .oauth_clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.parse::<OAuthClient>()
+                    .with_context(|| format!("--oauth-client number {} is malformed", i + 1))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if self.oauth_token_ttl_seconds == 0 {
+            anyhow::bail!("--oauth-token-ttl-seconds must be at least 1");
+        }
+        let spaces = self
+            .spaces
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
         let rule = FaultRule {
             endpoint: self.fault_endpoint.clone(),
             error_rate: self.fault_error_rate,
@@ -160,6 +217,9 @@ impl EmulatorArgs {
         Ok(EmulatorConfig {
             listen: self.listen,
             keys,
+            oauth_clients,
+            oauth_token_ttl: Duration::from_secs(self.oauth_token_ttl_seconds),
+            spaces,
             tier1_per_minute: self.tier1_per_minute,
             tier2_per_minute: self.tier2_per_minute,
             run_duration: Duration::from_millis(self.run_duration_ms),
@@ -247,6 +307,45 @@ mod tests {
         assert_eq!(config.faults.rules[0].latency_ms, Some((10, 20)));
         let shown = format!("{:?}", cli.args);
         assert!(!shown.contains("k1") && !shown.contains("k2"), "{shown}");
+        assert!(config.oauth_clients.is_empty() && config.spaces.is_empty());
+        assert_eq!(config.oauth_token_ttl, Duration::from_secs(21600));
+    }
+
+    #[test]
+    fn oauth_clients_and_spaces_parse_and_secrets_stay_hidden() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--oauth-client",
+            "op=hunter2==",
+            "--oauth-client",
+            "ci=s3cr3t",
+            "--oauth-token-ttl-seconds",
+            "5",
+            "--space",
+            "sp-a",
+            "--space",
+            "sp-b",
+        ])
+        .unwrap();
+        let config = cli.args.config().unwrap();
+        assert!(config.keys.is_empty(), "OAuth clients alone are enough");
+        assert_eq!(config.oauth_clients[0], OAuthClient::new("op", "hunter2=="));
+        assert_eq!(config.oauth_clients[1].bot_user_id(), "bot-ci");
+        assert_eq!(config.oauth_token_ttl, Duration::from_secs(5));
+        assert_eq!(config.spaces, vec!["sp-a".to_owned(), "sp-b".to_owned()]);
+        for shown in [format!("{:?}", cli.args), format!("{config:?}")] {
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+                "{shown}"
+            );
+        }
+        let bad = Cli::try_parse_from(["x", "--oauth-client", "hunter2"]).unwrap();
+        let err = format!("{:#}", bad.args.config().unwrap_err());
+        assert!(err.contains("--oauth-client number 1"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let zero = Cli::try_parse_from(["x", "--api-key", "k=u", "--oauth-token-ttl-seconds", "0"])
+            .unwrap();
+        assert!(zero.args.config().is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub(crate) enum ApiError {
     /// 400: the request is malformed; the detail names the offending field or parameter.
     #[error("{0}")]
     BadRequest(String),
-    /// 401: no key, or a key the emulator does not know.
+    /// 401: no key, a key the emulator does not know, or an unknown or expired access token.
     #[error("{0}")]
     Unauthorized(String),
     /// 403: the key is valid but may not do this.

@@ -147,6 +147,10 @@ pub(crate) struct Automation {
     pub(crate) info: WorkspaceInfo,
     /// The credential for starting triggered automations over HTTP.
     pub(crate) execution_token: String,
+    /// The shared space it lives in; `None` is its owner's personal space (shown as null).
+    pub(crate) space_id: Option<String>,
+    /// How many of its runs may run at once; `None` when never set (shown as null).
+    pub(crate) max_concurrent_runs: Option<i64>,
 }
 
 impl std::fmt::Debug for Automation {
@@ -158,6 +162,7 @@ impl std::fmt::Debug for Automation {
             .field("owner_id", &self.owner_id)
             .field("state", &self.state)
             .field("run_mode", &self.run_mode)
+            .field("space_id", &self.space_id)
             .finish_non_exhaustive()
     }
 }
@@ -193,8 +198,8 @@ impl Automation {
             "endpointIds": self.info.endpoint_ids,
             "connectorIds": self.info.connector_ids,
             "executionToken": self.execution_token,
-            "spaceId": Value::Null,
-            "maxConcurrentRuns": 1,
+            "spaceId": self.space_id,
+            "maxConcurrentRuns": self.max_concurrent_runs,
         })
     }
 
@@ -212,8 +217,8 @@ impl Automation {
             "lastRunAt": ts_opt(last_run.map(|r| r.created_at)),
             "lastRunStatus": last_run.map(|r| r.phase(now).status),
             "duration": last_run.map(|r| r.duration_secs(now)),
-            "spaceId": Value::Null,
-            "maxConcurrentRuns": 1,
+            "spaceId": self.space_id,
+            "maxConcurrentRuns": self.max_concurrent_runs,
         })
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct Run {
     pub(crate) owner_id: String,
     /// The user whose key (or schedule) started it.
     pub(crate) executed_by_id: String,
+    /// The automation's space at creation; `None` for a personal space.
+    pub(crate) space_id: Option<String>,
     /// Creation time; the lifecycle counts from here.
     pub(crate) created_at: DateTime<Utc>,
     /// For scheduled runs, the slot they fill.
@@ -230,7 +232,7 @@ impl Run {
             "error": self.error_json(&p),
             "ownerId": self.owner_id,
             "executedById": self.executed_by_id,
-            "spaceId": Value::Null,
+            "spaceId": self.space_id,
             "duration": self.duration_secs(now),
         })
     }
@@ -295,6 +297,7 @@ pub(crate) mod tests {
             origin: RunOrigin::Api,
             owner_id: "u".into(),
             executed_by_id: "u".into(),
+            space_id: None,
             created_at: created,
             scheduled_start_time: None,
             run_duration: chrono::Duration::milliseconds(ms),

@@ -1,9 +1,10 @@
 //! The HTTP server: the request pipeline every API call goes through (classify, fault
-//! latency, authenticate, count, rate-limit, inject faults, handle) and the `/_emulator/`
-//! control surface.
+//! latency, authenticate, count, rate-limit, inject faults, handle, mark v1 answers
+//! deprecated), and the routes of the control surface and the token endpoint
+//! ([`super::control`]).
 //!
-//! One file over 500 lines on purpose: the pipeline's stages are one ordered path through a
-//! request; splitting them would hide the order that the fault and rate-limit semantics rely on.
+//! The pipeline's stages stay in this one file: they are one ordered path through a request,
+//! and splitting them would hide the order that the fault and rate-limit semantics rely on.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,26 +13,30 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use axum::response::Response;
 use axum::routing::{get, post};
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::control;
 use super::counters::{Counters, DROPPED};
 use super::error::ApiError;
 use super::faults::{FaultAction, FaultConfig};
-use super::handlers::{Ctx, Reply, execute, handle};
+use super::handlers::{Ctx, handle};
+use super::oauth::Tokens;
 use super::pagination::query_pairs;
-use super::ratelimit::{Quota, RateLimiter};
-use super::routes::{Route, Target, classify};
+use super::ratelimit::RateLimiter;
+use super::respond::{dropped_response, error_response, mark_deprecated, reply_response};
+use super::routes::{Route, Target, api_of, classify};
+use super::run_handlers::execute;
 use super::store::{Caller, Store};
 use super::{EmulatorConfig, EmulatorError};
-use crate::qlik::endpoint::Tier;
+use crate::qlik::endpoint::{Api, Tier};
 
 /// The largest request body accepted (workspaces can be big, but not this big).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -39,22 +44,28 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// How long [`RunningEmulator::shutdown`] waits for open connections before cutting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// State shared by all requests. Deliberately not `Debug`: it holds the API keys.
-struct Shared {
+/// State shared by all requests. Deliberately not `Debug`: it holds the API keys, OAuth
+/// secrets and access tokens.
+pub(super) struct Shared {
     keys: HashMap<String, Caller>,
     tier1_per_minute: u32,
     tier2_per_minute: u32,
     export_ttl: Duration,
     addr: SocketAddr,
-    store: Mutex<Store>,
+    /// The tenant.
+    pub(super) store: Mutex<Store>,
     limiter: Mutex<RateLimiter>,
-    faults: Mutex<FaultConfig>,
-    counters: Mutex<Counters>,
+    /// The fault rules in force.
+    pub(super) faults: Mutex<FaultConfig>,
+    /// The request counters.
+    pub(super) counters: Mutex<Counters>,
+    /// OAuth clients and the tokens issued to them.
+    pub(super) tokens: Mutex<Tokens>,
 }
 
 /// Locks a mutex, carrying on after a panic in another request: the state stays usable and
 /// an emulator that wedges on one bug helps nobody.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -66,7 +77,8 @@ impl Shared {
         }
     }
 
-    fn snapshot(&self) -> Vec<Value> {
+    /// Every automation's detail JSON, oldest first.
+    pub(super) fn snapshot(&self) -> Vec<Value> {
         let now = Utc::now();
         let mut store = lock(&self.store);
         store.tick(now);
@@ -103,6 +115,8 @@ impl RunningEmulator {
                 )));
             }
         }
+        let tokens = Tokens::new(&config.oauth_clients, config.oauth_token_ttl)
+            .map_err(EmulatorError::InvalidConfig)?;
         if config.tier1_per_minute == 0 || config.tier2_per_minute == 0 {
             return Err(EmulatorError::InvalidConfig(
                 "rate limits must allow at least one request per minute".to_owned(),
@@ -124,16 +138,19 @@ impl RunningEmulator {
                 addr: config.listen,
                 source,
             })?;
+        let mut store = Store::new(config.run_duration, config.normalize_schedules);
+        store.spaces = config.spaces.iter().cloned().collect();
         let shared = Arc::new(Shared {
             keys,
             tier1_per_minute: config.tier1_per_minute,
             tier2_per_minute: config.tier2_per_minute,
             export_ttl: config.export_ttl,
             addr,
-            store: Mutex::new(Store::new(config.run_duration, config.normalize_schedules)),
+            store: Mutex::new(store),
             limiter: Mutex::new(RateLimiter::default()),
             faults: Mutex::new(config.faults),
             counters: Mutex::new(Counters::default()),
+            tokens: Mutex::new(tokens),
         });
         let app = router(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
@@ -155,7 +172,8 @@ impl RunningEmulator {
         })
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash); the API is under `/api/v1/automations`.
+    /// `http://127.0.0.1:PORT` (no trailing slash); the API is under `/api/workflows/automations`
+    /// and `/api/v1/automations`, the token endpoint at `/oauth/token`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -178,6 +196,17 @@ impl RunningEmulator {
     /// Zeroes the request counters.
     pub fn reset_counters(&self) {
         *lock(&self.shared.counters) = Counters::default();
+    }
+
+    /// The newest OAuth access tokens issued (up to a thousand, expired ones included),
+    /// oldest first: what a test looks for where tokens must never appear.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.shared.tokens).history()
+    }
+
+    /// Expires every OAuth access token issued so far: the next request with one gets 401.
+    pub fn expire_tokens(&self) {
+        lock(&self.shared.tokens).expire_all(Instant::now());
     }
 
     /// Replaces the fault rules. Rules naming an unknown endpoint never match.
@@ -205,7 +234,8 @@ impl RunningEmulator {
 
 impl std::fmt::Debug for RunningEmulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Only the address: the shared state holds API keys and execution tokens.
+        // Only the address: the shared state holds API keys, OAuth secrets, access tokens and
+        // execution tokens.
         f.debug_struct("RunningEmulator")
             .field("addr", &self.addr)
             .finish_non_exhaustive()
@@ -222,131 +252,21 @@ impl Drop for RunningEmulator {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/_emulator/health", get(health))
-        .route("/_emulator/counters", get(get_counters))
-        .route("/_emulator/counters/reset", post(reset_counters))
+        .route("/_emulator/health", get(control::health))
+        .route("/_emulator/counters", get(control::get_counters))
+        .route("/_emulator/counters/reset", post(control::reset_counters))
         .route(
             "/_emulator/faults",
-            get(get_faults).put(put_faults).delete(delete_faults),
+            get(control::get_faults)
+                .put(control::put_faults)
+                .delete(control::delete_faults),
         )
-        .route("/_emulator/automations", get(snapshot))
-        .route("/_emulator/exports/{file}", get(download_export))
+        .route("/_emulator/automations", get(control::snapshot))
+        .route("/_emulator/exports/{file}", get(control::download_export))
+        .route("/_emulator/oauth/expire", post(control::expire_tokens))
+        .route("/oauth/token", post(control::oauth_token))
         .fallback(api_entry)
         .with_state(shared)
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-async fn health() -> Response {
-    json_response(StatusCode::OK, &json!({"status": "ok"}))
-}
-
-async fn get_counters(State(shared): State<Arc<Shared>>) -> Response {
-    let counters = lock(&shared.counters).clone();
-    json_response(StatusCode::OK, &json!(counters))
-}
-
-async fn reset_counters(State(shared): State<Arc<Shared>>) -> Response {
-    *lock(&shared.counters) = Counters::default();
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn get_faults(State(shared): State<Arc<Shared>>) -> Response {
-    let faults = lock(&shared.faults).clone();
-    json_response(StatusCode::OK, &json!(faults))
-}
-
-async fn put_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let parsed: FaultConfig = match serde_json::from_slice(&body) {
-        Ok(f) => f,
-        Err(e) => {
-            return error_response(
-                &ApiError::BadRequest(format!("invalid fault config: {e}")),
-                None,
-            );
-        }
-    };
-    if let Err(e) = parsed.validate() {
-        return error_response(&ApiError::BadRequest(e), None);
-    }
-    *lock(&shared.faults) = parsed.clone();
-    json_response(StatusCode::OK, &json!(parsed))
-}
-
-async fn delete_faults(State(shared): State<Arc<Shared>>) -> Response {
-    *lock(&shared.faults) = FaultConfig::default();
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn snapshot(State(shared): State<Arc<Shared>>) -> Response {
-    json_response(StatusCode::OK, &Value::Array(shared.snapshot()))
-}
-
-/// Serves an exported run log. Like a pre-signed S3 URL it needs no key and answers 403
-/// once expired.
-async fn download_export(State(shared): State<Arc<Shared>>, Path(file): Path<String>) -> Response {
-    let token = file.strip_suffix(".json").unwrap_or(&file);
-    let store = lock(&shared.store);
-    match store.exports.get(token) {
-        None => error_response(&ApiError::NotFound("no such export".to_owned()), None),
-        Some(e) if Instant::now() >= e.expires_at => error_response(
-            &ApiError::Forbidden(
-                "Request has expired: export links are valid for a limited time".to_owned(),
-            ),
-            None,
-        ),
-        Some(e) => json_response(StatusCode::OK, &e.log),
-    }
-}
-
-/// An error envelope, with rate-limit headers when the caller is known.
-fn error_response(e: &ApiError, quota: Option<Quota>) -> Response {
-    let mut response = json_response(e.status(), &e.body());
-    if let Some(secs) = e.retry_after() {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(secs));
-    }
-    if let Some(q) = quota {
-        add_quota_headers(response.headers_mut(), q);
-    }
-    response
-}
-
-fn add_quota_headers(headers: &mut HeaderMap, q: Quota) {
-    let reset_in = q.reset_in.as_secs() + u64::from(q.reset_in.subsec_nanos() > 0);
-    let reset = Utc::now().timestamp() + i64::try_from(reset_in).unwrap_or(0);
-    headers.insert("ratelimit-limit", HeaderValue::from(q.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(q.remaining));
-    headers.insert("ratelimit-reset", HeaderValue::from(reset));
-}
-
-fn reply_response(reply: Reply, quota: Quota) -> Response {
-    let mut response = match reply.body {
-        Some(body) => json_response(reply.status, &body),
-        None => reply.status.into_response(),
-    };
-    add_quota_headers(response.headers_mut(), quota);
-    response
-}
-
-/// A response whose body fails at once: hyper then aborts the connection, so the client
-/// sees a transport error instead of an HTTP answer.
-fn dropped_response() -> Response {
-    let stream = futures::stream::once(async {
-        Err::<Bytes, std::io::Error>(std::io::Error::new(
-            std::io::ErrorKind::ConnectionAborted,
-            "fault injection: connection dropped",
-        ))
-    });
-    Response::new(Body::from_stream(stream))
 }
 
 /// `http://host:port` as the client addressed us, for absolute links. Falls back to the
@@ -363,7 +283,18 @@ fn base_url(headers: &HeaderMap, addr: SocketAddr) -> String {
     }
 }
 
+/// Every request below `/api/`: routed, answered, and marked deprecated when it came in on v1
+/// (errors included, so a client sees the notice whatever happens).
 async fn api_entry(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let deprecated = api_of(request.uri().path()) == Some(Api::V1);
+    let mut response = route_api(shared, request).await;
+    if deprecated {
+        mark_deprecated(response.headers_mut());
+    }
+    response
+}
+
+async fn route_api(shared: Arc<Shared>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     match classify(&parts.method, parts.uri.path()) {
         Err(e) => error_response(&e, None),
@@ -384,10 +315,7 @@ async fn api_entry(State(shared): State<Arc<Shared>>, request: Request) -> Respo
                 execute(&mut store, &id, token.as_deref(), &bytes, now)
             };
             match result {
-                Ok(reply) => match reply.body {
-                    Some(b) => json_response(reply.status, &b),
-                    None => reply.status.into_response(),
-                },
+                Ok(reply) => reply_response(reply, None),
                 Err(e) => error_response(&e, None),
             }
         }
@@ -410,14 +338,42 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
 
 /// Records the outcome of a request in the counters and the debug log.
 fn record(shared: &Shared, route: &Route, method: &str, outcome: &str, user: Option<&str>) {
-    lock(&shared.counters).record(route.endpoint, outcome, user);
+    lock(&shared.counters).record(route.endpoint, route.api, outcome, user);
     tracing::debug!(
         method,
+        api = route.api.label(),
         endpoint = route.endpoint.name(),
         status = outcome,
         user = user.unwrap_or("-"),
         "emulator request"
     );
+}
+
+/// The caller a request's bearer token stands for: an API key's user, or the bot user of an
+/// OAuth access token that has not expired.
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let unknown = || {
+        ApiError::Unauthorized(
+            "a valid API key or access token is required: Authorization: Bearer <key or token>"
+                .to_owned(),
+        )
+    };
+    let bearer = bearer.ok_or_else(unknown)?;
+    if let Some(caller) = shared.keys.get(bearer) {
+        return Ok(caller.clone());
+    }
+    lock(&shared.tokens)
+        .caller(bearer, Instant::now())
+        .unwrap_or_else(|| Err(unknown()))
 }
 
 async fn api(
@@ -433,24 +389,12 @@ async fn api(
         tokio::time::sleep(plan.latency).await;
     }
 
-    let caller = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .and_then(|key| shared.keys.get(key.trim()))
-        .cloned();
-    let Some(caller) = caller else {
-        record(&shared, &route, &method, "401", None);
-        return error_response(
-            &ApiError::Unauthorized(
-                "a valid API key is required: Authorization: Bearer <API key>".to_owned(),
-            ),
-            None,
-        );
+    let caller = match authenticate(&shared, &parts.headers) {
+        Ok(caller) => caller,
+        Err(refused) => {
+            record(&shared, &route, &method, "401", None);
+            return error_response(&refused, None);
+        }
     };
     let user = Some(caller.user_id.as_str());
 
@@ -535,7 +479,7 @@ async fn api(
         return dropped_response();
     }
     let response = match result {
-        Ok(reply) => reply_response(reply, quota),
+        Ok(reply) => reply_response(reply, Some(quota)),
         Err(e) => error_response(&e, Some(quota)),
     };
     record(&shared, &route, &method, response.status().as_str(), user);
@@ -545,6 +489,7 @@ async fn api(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn base_url_uses_a_sane_host_header() {

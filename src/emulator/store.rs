@@ -1,8 +1,5 @@
-//! The emulator's tenant: automations, their runs, settings and export links, with the
-//! operations the handlers share (visibility, saving, starting runs, scheduled starts).
-//!
-//! Just over 500 lines, on purpose: the tenant's invariants (visibility, ids, run history)
-//! are kept by these few operations together.
+//! The emulator's tenant: automations, their runs, spaces, settings and export links, with
+//! the operations the handlers share (visibility, creating, starting runs, scheduled starts).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -14,21 +11,30 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::model::{Automation, AutomationState, Schedule};
+use super::model::{Automation, AutomationState};
 use super::runs::{Run, RunOrigin};
-use super::validate::{AutomationInput, ScheduleInput};
+use super::save::apply;
+use super::validate::{AutomationInput, SaveRules};
 use super::wire::Outcome;
 use super::workspace::{WorkspaceInfo, find_outcome};
+use crate::qlik::endpoint::Api;
 
 /// The most scheduled starts turned into runs per schedule at once; older missed starts are
 /// skipped, as a scheduler that was down would.
 const MAX_CATCH_UP: i64 = 1000;
 
+/// The tenant's `maxConcurrentRunsPerAutomation` until an admin changes it.
+pub(crate) const DEFAULT_MAX_CONCURRENT_RUNS: i64 = 10;
+
+/// The name of an automation created through v1 without one (v1 does not require a name;
+/// workflows does).
+pub(crate) const UNTITLED: &str = "Untitled automation";
+
 /// The `context` of runs started by a schedule (the reference's enum has no such value;
 /// clients must accept unknown ones).
 pub(crate) const SCHEDULER_CONTEXT: &str = "scheduler";
 
-/// Who is calling, resolved from the API key.
+/// Who is calling, resolved from the API key or OAuth access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Caller {
     /// The key's user id.
@@ -49,7 +55,7 @@ pub(crate) struct ArchivedRun {
     pub(crate) automation_owner: String,
 }
 
-/// A log handed out by export.
+/// A log handed out by export or debug, behind a short-lived link.
 #[derive(Debug, Clone)]
 pub(crate) struct Export {
     /// The log JSON.
@@ -69,8 +75,12 @@ pub(crate) struct Store {
     pub(crate) archived: Vec<ArchivedRun>,
     /// Every run id ever used, so client-chosen ids stay unique.
     run_ids: HashSet<String>,
-    /// The tenant setting `automationsEnabled`.
+    /// The tenant setting `automationsEnabled` (v1's settings).
     pub(crate) automations_enabled: bool,
+    /// The tenant setting `maxConcurrentRunsPerAutomation` (workflows' settings).
+    pub(crate) max_concurrent_runs_per_automation: i64,
+    /// The shared spaces automations may live in (besides each owner's personal space).
+    pub(crate) spaces: HashSet<String>,
     /// Export tokens.
     pub(crate) exports: HashMap<String, Export>,
     /// How long runs take.
@@ -90,6 +100,8 @@ impl Store {
             archived: Vec::new(),
             run_ids: HashSet::new(),
             automations_enabled: true,
+            max_concurrent_runs_per_automation: DEFAULT_MAX_CONCURRENT_RUNS,
+            spaces: HashSet::new(),
             exports: HashMap::new(),
             run_duration: chrono::Duration::from_std(run_duration)
                 .unwrap_or(chrono::Duration::seconds(2)),
@@ -118,6 +130,26 @@ impl Store {
             .get_mut(id)
             .filter(|a| caller.admin || a.owner_id == caller.user_id)
             .ok_or_else(|| ApiError::NotFound(format!("automation {id} not found")))
+    }
+
+    /// What a create (`create`) or update body in generation `api` is validated against.
+    pub(crate) fn save_rules(&self, api: Api, create: bool) -> SaveRules {
+        SaveRules {
+            api,
+            create,
+            normalize_schedules: self.normalize_schedules,
+            max_concurrent_runs: self.max_concurrent_runs_per_automation,
+        }
+    }
+
+    /// 404 for a shared space that is not registered; `None` (personal) always exists.
+    pub(crate) fn check_space(&self, space_id: Option<&str>) -> Result<(), ApiError> {
+        match space_id {
+            Some(s) if !self.spaces.contains(s) => {
+                Err(ApiError::NotFound(format!("space {s} not found")))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The newest run of an automation.
@@ -172,7 +204,8 @@ impl Store {
         Uuid::from_bytes(bytes).to_string()
     }
 
-    /// Creates an automation owned by `owner` from a validated create request.
+    /// Creates an automation owned by `owner` from a validated create request whose space
+    /// (if any) the caller has checked with [`Store::check_space`].
     pub(crate) fn create_automation(
         &mut self,
         owner: &str,
@@ -182,7 +215,7 @@ impl Store {
         let id = Uuid::new_v4().to_string();
         let mut a = Automation {
             id: id.clone(),
-            name: String::new(),
+            name: UNTITLED.to_owned(),
             description: String::new(),
             state: AutomationState::Available,
             owner_id: owner.to_owned(),
@@ -197,6 +230,8 @@ impl Store {
                 .take(64)
                 .map(char::from)
                 .collect(),
+            space_id: None,
+            max_concurrent_runs: None,
         };
         apply(&mut a, input, now);
         self.automations.insert(id.clone(), a);
@@ -248,9 +283,10 @@ impl Store {
         let outcome = find_outcome(&start.inputs)
             .or(a.info.outcome)
             .unwrap_or(Outcome::Finished);
-        let (title, owner, blocks, network, log_blocks) = (
+        let (title, owner, space_id, blocks, network, log_blocks) = (
             a.name.clone(),
             a.owner_id.clone(),
+            a.space_id.clone(),
             a.info.metric_blocks.clone(),
             a.info.network(),
             a.info.blocks.clone(),
@@ -277,6 +313,7 @@ impl Store {
             origin: start.origin,
             owner_id: owner,
             executed_by_id: start.executed_by,
+            space_id,
             created_at: start.created_at.unwrap_or(now),
             scheduled_start_time: start
                 .created_at
@@ -370,79 +407,15 @@ impl RunStart {
     }
 }
 
-/// Applies a validated create/update request to an automation, as a save: fields given
-/// replace the stored ones, `updatedAt` moves, derived fields are recomputed.
-pub(crate) fn apply(a: &mut Automation, input: AutomationInput, now: DateTime<Utc>) {
-    if let Some(name) = input.name {
-        a.name = name;
-    }
-    if let Some(d) = input.description {
-        a.description = d;
-    }
-    if let Some(state) = input.state {
-        a.state = state;
-    }
-    if let Some(schedules) = input.schedules {
-        a.schedules = merge_schedules(&a.schedules, schedules, now);
-    }
-    if let Some((workspace, info)) = input.workspace {
-        a.workspace = workspace;
-        a.info = info;
-    }
-    a.updated_at = now;
-    a.recompute_run_mode(now);
-}
-
-/// New schedules get fresh ids; one identical to the stored schedule at the same position
-/// keeps its id and history, so re-sending an unchanged spec changes nothing visible.
-fn merge_schedules(old: &[Schedule], new: Vec<ScheduleInput>, now: DateTime<Utc>) -> Vec<Schedule> {
-    new.into_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let same = old.get(i).filter(|o| {
-                o.start_at == s.start_at
-                    && o.stop_at == s.stop_at
-                    && o.interval == s.interval
-                    && o.recurrence == s.recurrence
-                    && o.timezone == s.timezone
-            });
-            match same {
-                Some(o) => o.clone(),
-                None => Schedule {
-                    id: Uuid::new_v4().to_string(),
-                    start_at: s.start_at,
-                    start_utc: s.start_utc,
-                    stop_at: s.stop_at,
-                    stop_utc: s.stop_utc,
-                    interval: s.interval,
-                    recurrence: s.recurrence,
-                    timezone: s.timezone,
-                    last_started_at: None,
-                    materialized_until: now,
-                },
-            }
-        })
-        .collect()
-}
-
-/// A copy of `schedules` with fresh ids and no history, for `actions/copy`.
-pub(crate) fn fresh_schedules(schedules: &[Schedule], now: DateTime<Utc>) -> Vec<Schedule> {
-    schedules
-        .iter()
-        .map(|s| Schedule {
-            id: Uuid::new_v4().to_string(),
-            last_started_at: None,
-            materialized_until: now,
-            ..s.clone()
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::emulator::validate::automation_input;
     use serde_json::json;
+
+    fn create_rules() -> SaveRules {
+        SaveRules::new(Api::V1, true)
+    }
 
     fn store() -> Store {
         Store::new(std::time::Duration::from_millis(100), false)
@@ -468,7 +441,11 @@ mod tests {
         let body = json!({"name": "n", "schedules": [{
             "startAt": "2000-01-01 00:00:00", "interval": 10, "timezone": "UTC"
         }]});
-        let id = s.create_automation("u", automation_input(Some(&body), true, false).unwrap(), t0);
+        let id = s.create_automation(
+            "u",
+            automation_input(Some(&body), create_rules()).unwrap(),
+            t0,
+        );
         assert_eq!(s.automations[&id].run_mode.as_str(), "scheduled");
         s.tick(t0 + chrono::Duration::seconds(35));
         let runs = &s.runs[&id];
@@ -487,7 +464,7 @@ mod tests {
         let now = Utc::now();
         let id = s.create_automation(
             "u",
-            automation_input(Some(&json!({"name": "n"})), true, false).unwrap(),
+            automation_input(Some(&json!({"name": "n"})), create_rules()).unwrap(),
             now,
         );
         s.automations_enabled = false;
@@ -498,20 +475,19 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_schedules_keep_their_ids() {
+    fn spaces_must_be_registered_and_v1_creates_may_be_nameless() {
         let mut s = store();
-        let now = Utc::now();
-        let body = json!({"name": "n", "schedules": [{
-            "startAt": "2030-01-01 00:00:00", "interval": 60, "timezone": "UTC"
-        }]});
+        s.spaces.insert("sp1".into());
+        assert!(s.check_space(None).is_ok());
+        assert!(s.check_space(Some("sp1")).is_ok());
+        let err = s.check_space(Some("sp2")).unwrap_err();
+        assert_eq!(err, ApiError::NotFound("space sp2 not found".into()));
         let id = s.create_automation(
             "u",
-            automation_input(Some(&body), true, false).unwrap(),
-            now,
+            automation_input(Some(&json!({})), create_rules()).unwrap(),
+            Utc::now(),
         );
-        let before = s.automations[&id].schedules[0].id.clone();
-        let a = s.automations.get_mut(&id).unwrap();
-        apply(a, automation_input(Some(&body), false, false).unwrap(), now);
-        assert_eq!(a.schedules[0].id, before);
+        assert_eq!(s.automations[&id].name, UNTITLED);
+        assert_eq!(s.save_rules(Api::Workflows, true).max_concurrent_runs, 10);
     }
 }

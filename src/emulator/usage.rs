@@ -1,4 +1,4 @@
-//! `GET /v1/automations/usage`: metrics per day (and per automation with
+//! `GET .../automations/usage` (both generations): metrics per day (and per automation with
 //! `breakdownBy=automation`), aggregated from the runs that actually happened, including runs
 //! of automations deleted or moved since.
 
@@ -130,7 +130,8 @@ pub(crate) fn usage(
 mod tests {
     use super::*;
     use crate::emulator::store::RunStart;
-    use crate::emulator::validate::automation_input;
+    use crate::emulator::validate::{SaveRules, automation_input};
+    use crate::qlik::endpoint::Api;
 
     fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
         q.iter()
@@ -143,7 +144,11 @@ mod tests {
         let mut s = Store::new(std::time::Duration::from_millis(10), false);
         let t0 = Utc::now();
         let body = json!({"name": "a", "workspace": {"blocks": [{"type": "endpointBlock", "connectorId": "c"}]}});
-        let id = s.create_automation("u", automation_input(Some(&body), true, false).unwrap(), t0);
+        let id = s.create_automation(
+            "u",
+            automation_input(Some(&body), SaveRules::new(Api::V1, true)).unwrap(),
+            t0,
+        );
         for _ in 0..3 {
             s.start_run(&id, RunStart::api("u", "api".into(), json!({}), None), t0)
                 .unwrap();

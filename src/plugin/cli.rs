@@ -74,7 +74,7 @@ pub struct GlobalArgs {
     /// The kubeconfig context to use (default: its current context).
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
-    /// The Secret (`namespace/name`) with tenantUrl and apiKey for objects without
+    /// The connection Secret (`namespace/name`) for objects without
     /// spec.connection: the operator's own --default-connection.
     #[arg(
         long,
@@ -109,8 +109,9 @@ unsuccessful, and 4 when --timeout elapses first (the run goes on in the tenant)
     #[command(
         long_about = "Print a run's log: the plugin exports the run (a short-lived download URL), \
 downloads the log and prints one line per entry. Without RUN_ID the newest run is used. \
--o json prints the log exactly as Qlik exported it.",
-        after_help = "Examples:\n  kubectl qlik logs nightly-reload\n  kubectl qlik logs nightly-reload 0b7c5d9e-3f1a-4d2b-9a57-2f0e4c1d8b6a -o json"
+-o json prints the log exactly as Qlik exported it. --debug prints the run's debug log instead \
+(workflows connections only).",
+        after_help = "Examples:\n  kubectl qlik logs nightly-reload\n  kubectl qlik logs nightly-reload 0b7c5d9e-3f1a-4d2b-9a57-2f0e4c1d8b6a -o json\n  kubectl qlik logs nightly-reload 0b7c5d9e-3f1a-4d2b-9a57-2f0e4c1d8b6a --debug"
     )]
     Logs(LogsArgs),
     /// Retry a run: a new run with the same inputs.
@@ -228,6 +229,10 @@ pub struct LogsArgs {
     /// Output format: table prints readable lines, json/yaml the raw export.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Print the run's debug log (`runs/{id}/debug`, workflows connections only) instead of
+    /// its exported log.
+    #[arg(long)]
+    pub debug: bool,
 }
 
 /// Flags of `retry`.
@@ -277,8 +282,8 @@ pub struct ReconcileArgs {
 /// Flags of `export`.
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
-    /// The Secret (in the namespace) with tenantUrl and apiKey; also the connection every
-    /// manifest names.
+    /// The Secret (in the namespace) with the connection (tenantUrl and an API key or OAuth
+    /// client); also the connection every manifest names.
     #[arg(long, value_name = "SECRET")]
     pub connection: String,
     /// Where to write the kustomize directory (created when missing).
@@ -288,6 +293,9 @@ pub struct ExportArgs {
     /// `name eq "Nightly reload"` or `runMode eq "scheduled"`).
     #[arg(long, value_name = "SCIM")]
     pub filter: Option<String>,
+    /// Only automations in this shared space (workflows connections only).
+    #[arg(long, value_name = "ID")]
+    pub space: Option<String>,
     /// Write `managementPolicy: Observe`: the operator mirrors the automations and never
     /// writes to the tenant.
     #[arg(long)]

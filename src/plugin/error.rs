@@ -195,12 +195,15 @@ fn describe_connection(error: &ConnectionError) -> String {
 fn describe_qlik(action: &str, secret: &str, source: &QlikError) -> String {
     // QlikError's Display already carries Qlik's detail and traceId; add what to check.
     let hint = match source.class() {
-        ErrorClass::Unauthorized => {
-            format!(": the tenant refused the API key from Secret {secret}; check that it is valid")
-        }
-        ErrorClass::Forbidden => {
-            format!(": the user of the API key in Secret {secret} may not do this; check its role")
-        }
+        ErrorClass::Unauthorized => format!(
+            ": the tenant refused the credentials from Secret {secret} (API key or OAuth client); check that they are valid"
+        ),
+        ErrorClass::Forbidden => format!(
+            ": the user of the credentials in Secret {secret} may not do this; check its role or scope"
+        ),
+        ErrorClass::Unsupported => format!(
+            ": the API generation Secret {secret} selects cannot do this; set its key api to workflows"
+        ),
         ErrorClass::RateLimited => {
             ": the tenant's rate limit was reached; try again shortly".into()
         }

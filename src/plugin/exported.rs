@@ -12,7 +12,10 @@ use serde_json::Value;
 
 use crate::{
     crd::{ANNOTATION_AUTOMATION_ID, GROUP, VERSION, automation::DeletionPolicy},
-    qlik::model::{Automation, AutomationState},
+    qlik::{
+        Api,
+        model::{Automation, AutomationState},
+    },
 };
 
 /// The longest `metadata.name` an export gives (a DNS-1123 label).
@@ -48,6 +51,9 @@ pub struct Options {
     pub deletion_policy: DeletionPolicy,
     /// Write `ownerId`.
     pub include_owner: bool,
+    /// The connection's API generation: only workflows manifests carry `spaceId` and
+    /// `maxConcurrentRuns` (a v1 connection would refuse them as `UnsupportedByApi`).
+    pub api: Api,
 }
 
 /// The files of an export (path relative to the output directory → content), and what could
@@ -284,6 +290,15 @@ pub fn manifest(
         .is_some_and(|w| !w.is_object() && !w.is_null())
     {
         warn("the workspace is not a JSON object, which the reconciler refuses".into());
+    }
+    if options.api == Api::Workflows {
+        // A personal space is written as nothing: the object does not manage the space then.
+        if let Some(space) = remote.space_id.as_deref().filter(|s| !s.is_empty()) {
+            line(2, &format!("spaceId: {}", yaml_str(space)));
+        }
+        if let Some(max) = remote.max_concurrent_runs {
+            line(2, &format!("maxConcurrentRuns: {max}"));
+        }
     }
     line(2, "workspaceFrom:");
     line(4, "configMapKeyRef:");
@@ -564,6 +579,7 @@ mod tests {
             observe: false,
             deletion_policy: DeletionPolicy::Orphan,
             include_owner: false,
+            api: Api::Workflows,
         };
         let obj = round_trip(&remote(), &options);
         assert_eq!(obj.spec.name.as_deref(), Some("Nightly: reload \"sales\""));
@@ -610,9 +626,40 @@ mod tests {
             observe: false,
             deletion_policy: DeletionPolicy::Orphan,
             include_owner: true,
+            api: Api::Workflows,
         };
         let obj = round_trip(&remote(), &options);
         assert_eq!(obj.spec.owner_id.as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn space_and_concurrency_are_written_for_workflows_connections_only() {
+        let mut r = remote();
+        r.space_id = Some("team-a".into());
+        r.max_concurrent_runs = Some(3);
+        let workflows = Options {
+            secret: "qlik".into(),
+            observe: false,
+            deletion_policy: DeletionPolicy::Orphan,
+            include_owner: false,
+            api: Api::Workflows,
+        };
+        let obj = round_trip(&r, &workflows);
+        assert_eq!(obj.spec.space_id.as_deref(), Some("team-a"));
+        assert_eq!(obj.spec.max_concurrent_runs, Some(3));
+        // A personal space is not managed: nothing written.
+        r.space_id = None;
+        assert_eq!(round_trip(&r, &workflows).spec.space_id, None);
+        let v1 = Options {
+            api: Api::V1,
+            ..workflows
+        };
+        r.space_id = Some("team-a".into());
+        let obj = round_trip(&r, &v1);
+        assert_eq!(
+            (obj.spec.space_id, obj.spec.max_concurrent_runs),
+            (None, None)
+        );
     }
 
     #[test]
@@ -627,6 +674,7 @@ mod tests {
                 observe: false,
                 deletion_policy: DeletionPolicy::Orphan,
                 include_owner: false,
+                api: Api::Workflows,
             },
         );
         let text = export.warnings.join("\n");

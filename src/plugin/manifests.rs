@@ -140,8 +140,13 @@ pub fn describe_changes(desired: &Desired, remote: &Automation, actions: &[Actio
                     _ => "",
                 }
             )),
+            Action::ChangeSpace(space) => out.push(format!(
+                "spaceId: {} → {} (change-space)",
+                space_name(remote.space_id.as_deref()),
+                space_name(Some(space))
+            )),
             Action::Move(user) => out.push(format!(
-                "ownerId: {} → {} (move)",
+                "ownerId: {} → {} (change owner)",
                 remote.owner_id.as_deref().map_or("none".into(), quoted),
                 quoted(user)
             )),
@@ -189,7 +194,24 @@ fn describe_field(field: &str, desired: &Desired, remote: &Automation, out: &mut
             let text = linediff::unified(&old, &new, "tenant", "manifest", 3);
             out.extend(text.lines().map(|l| format!("  {l}")));
         }
+        "maxConcurrentRuns" => out.push(format!(
+            "maxConcurrentRuns: {} → {}",
+            remote
+                .max_concurrent_runs
+                .map_or("unset".into(), |m| m.to_string()),
+            desired
+                .max_concurrent_runs
+                .map_or("unset".into(), |m| m.to_string())
+        )),
         other => out.push(format!("{other}: differs")),
+    }
+}
+
+/// A space as people read it: quoted, or "personal" for the owner's personal space.
+fn space_name(space: Option<&str>) -> String {
+    match space.filter(|s| !s.is_empty()) {
+        Some(space) => quoted(space),
+        None => "personal".into(),
     }
 }
 
@@ -347,7 +369,7 @@ workspace:
      ]
    }
 enabled: true → false (disable)
-ownerId: "u1" → "u2" (move)"#
+ownerId: "u1" → "u2" (change owner)"#
         );
 
         // The remote as the manifest wants it: nothing to say.

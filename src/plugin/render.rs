@@ -185,7 +185,7 @@ const MESSAGE_KEYS: &[&str] = &["message", "msg", "text", "description"];
 pub fn log_lines(log: &Value) -> String {
     let entries = match log {
         Value::Array(items) => Some(items),
-        Value::Object(map) => ["logs", "entries", "data", "items", "events"]
+        Value::Object(map) => ["logs", "log", "entries", "data", "items", "events"]
             .iter()
             .find_map(|k| map.get(*k).and_then(Value::as_array)),
         _ => None,

@@ -125,10 +125,13 @@ impl Tenant {
     pub fn new(credentials: Credentials) -> Result<Tenant, PluginError> {
         let Credentials {
             tenant_url,
-            api_key,
+            credential,
+            api,
             secret,
         } = credentials;
-        let client = QlikClient::new(ClientConfig::new(tenant_url, api_key)).map_err(|e| {
+        let mut config = ClientConfig::new(tenant_url, credential);
+        config.api = api;
+        let client = QlikClient::new(config).map_err(|e| {
             PluginError::Connection(connection::ConnectionError::Invalid(format!(
                 "Secret {secret}: {e}"
             )))

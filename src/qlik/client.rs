@@ -1,4 +1,6 @@
-//! The Automations API client: one method per endpoint of the reference.
+//! The Automations API client: one method per endpoint, for either generation of the API
+//! (`/api/workflows/automations` or `/api/v1/automations`, chosen per connection), as a
+//! person's API key or an OAuth2 M2M bot.
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -9,12 +11,14 @@ use serde_json::Value;
 use url::Url;
 
 use super::{
-    endpoint::{Endpoint, Tier},
+    auth::{Authenticator, Bearer, Credential},
+    endpoint::{Api, Endpoint, Tier},
     error::QlikError,
     filter::Filter,
     model::{
-        Automation, AutomationRequest, AutomationSummary, CopyRequest, CreatedId, ExportedRun,
-        MoveRequest, Page, Run, RunRequest, Settings, UsageEntry, UsageList,
+        Automation, AutomationRequest, AutomationSummary, ChangeSpaceRequest, CopyRequest,
+        CreatedId, ExportedRun, MoveRequest, Page, Run, RunRequest, Settings, UsageEntry,
+        UsageList,
     },
     query::ListParams,
     ratelimit::{RateLimiter, RateLimits, ReportedBudget},
@@ -50,13 +54,15 @@ impl fmt::Display for ApiKey {
     }
 }
 
-/// Everything needed to build a client for one tenant and key.
+/// Everything needed to build a client for one tenant and identity.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The tenant URL, e.g. `https://acme.eu.qlikcloud.com` (a trailing `/api` is accepted).
     pub tenant_url: String,
-    /// The API key.
-    pub api_key: ApiKey,
+    /// The API key or OAuth client.
+    pub credential: Credential,
+    /// The API generation to speak.
+    pub api: Api,
     /// Limit on one request, connection and body included.
     pub request_timeout: Duration,
     /// Limit on establishing a connection.
@@ -75,11 +81,13 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Defaults for a tenant and key: 30 s requests, 10 s connects, Qlik's tier limits.
-    pub fn new(tenant_url: impl Into<String>, api_key: ApiKey) -> ClientConfig {
+    /// Defaults for a tenant and credential: the workflows API, 30 s requests, 10 s connects,
+    /// Qlik's tier limits.
+    pub fn new(tenant_url: impl Into<String>, credential: impl Into<Credential>) -> ClientConfig {
         ClientConfig {
             tenant_url: tenant_url.into(),
-            api_key,
+            credential: credential.into(),
+            api: Api::default(),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
@@ -113,7 +121,7 @@ pub fn api_base(tenant_url: &str) -> Result<Url, QlikError> {
     Ok(url)
 }
 
-/// Query of `GET /v1/automations/usage`.
+/// Query of `GET /automations/usage`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageQuery {
     /// Required filter on `date` and `name`, e.g. `date ge "2026-11-01"`.
@@ -122,14 +130,40 @@ pub struct UsageQuery {
     pub breakdown_by: Option<String>,
 }
 
-/// A client of one tenant's Automations API, as one user (API key).
+/// The first sign that the tenant deprecates the generation a client speaks: the `Sunset`
+/// header's value, when there was one. Handed out once per client (so per connection and
+/// process) by [`QlikClient::take_deprecation_notice`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeprecationNotice {
+    /// The generation the tenant deprecates.
+    pub api: Api,
+    /// When the tenant says it goes away (the `Sunset` header, an HTTP date).
+    pub sunset: Option<String>,
+}
+
+/// What the client has seen of `Deprecation`/`Sunset` headers.
+#[derive(Debug, Default)]
+struct DeprecationState {
+    /// A notice was already made (taken or pending).
+    seen: std::sync::atomic::AtomicBool,
+    /// The notice not yet taken.
+    pending: std::sync::Mutex<Option<DeprecationNotice>>,
+}
+
+/// A client of one tenant's Automations API, as one user (API key or OAuth bot), in one API
+/// generation.
 ///
-/// Cheap to clone; clones share the connection pool and the rate limiter.
+/// Cheap to clone; clones share the connection pool, the rate limiter and the OAuth token.
 #[derive(Clone)]
 pub struct QlikClient {
     http: reqwest::Client,
     base: Url,
-    key: ApiKey,
+    api: Api,
+    auth: Arc<Authenticator>,
+    deprecation: Arc<DeprecationState>,
+    /// Set once the tenant refused `listAll` to this identity (a person's key that is no
+    /// admin's): from then on its lists ask only for its own automations.
+    list_all_refused: Arc<std::sync::atomic::AtomicBool>,
     limiter: Arc<RateLimiter>,
     retry: RetryPolicy,
     /// The tenant and key digest observations are labelled with.
@@ -141,7 +175,8 @@ impl fmt::Debug for QlikClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QlikClient")
             .field("base", &self.base.as_str())
-            .field("key", &self.key)
+            .field("api", &self.api)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -160,9 +195,7 @@ impl QlikClient {
     ) -> Result<QlikClient, QlikError> {
         crate::install_crypto_provider();
         let base = api_base(&config.tenant_url)?;
-        if config.api_key.expose().trim().is_empty() {
-            return Err(QlikError::Invalid("the API key is empty".into()));
-        }
+        config.credential.validate()?;
         if config.insecure_skip_tls_verify {
             tracing::warn!(
                 tenant = %base.origin().ascii_serialization(),
@@ -180,11 +213,22 @@ impl QlikClient {
             .tls_danger_accept_invalid_certs(config.insecure_skip_tls_verify)
             .build()
             .map_err(|e| QlikError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+        let caller = Caller::new(&base, &config.credential.identity_seed());
+        let auth = Authenticator::new(
+            config.credential,
+            &base,
+            http.clone(),
+            caller.clone(),
+            config.telemetry.clone(),
+        )?;
         let client = QlikClient {
-            caller: Arc::new(Caller::new(&base, config.api_key.expose())),
+            caller: Arc::new(caller),
             http,
             base,
-            key: config.api_key,
+            api: config.api,
+            auth: Arc::new(auth),
+            deprecation: Arc::default(),
+            list_all_refused: Arc::default(),
             limiter,
             retry: config.retry,
             telemetry: config.telemetry,
@@ -203,9 +247,72 @@ impl QlikClient {
     }
 
     /// A stable identity of the tenant and user this client speaks for, without the key:
-    /// the API base plus a short digest of the key.
+    /// the API base plus a short digest of the key (or of the OAuth client id).
     pub fn identity(&self) -> String {
         format!("{}#{}", self.base, self.caller.identity)
+    }
+
+    /// The API generation this client speaks.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// How this client authenticates.
+    pub fn credential(&self) -> &Credential {
+        self.auth.credential()
+    }
+
+    /// The first deprecation notice this client met, exactly once: `Some` on the first call
+    /// after an answer carried `Deprecation` or `Sunset`, `None` before and ever after.
+    pub fn take_deprecation_notice(&self) -> Option<DeprecationNotice> {
+        self.deprecation
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Notes an answer's `Deprecation`/`Sunset` headers: reported every time, made a notice
+    /// the first time.
+    fn note_deprecation(&self, headers: &reqwest::header::HeaderMap) {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let sunset = header("sunset").map(str::to_owned);
+        if header("deprecation").is_none() && sunset.is_none() {
+            return;
+        }
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.deprecated(&self.caller, self.api, sunset.as_deref());
+        }
+        use std::sync::atomic::Ordering;
+        if !self.deprecation.seen.swap(true, Ordering::SeqCst) {
+            // Info, not a warning: the operator turns the notice into a Warning Event, and the
+            // plugin's stderr is for its one error line.
+            tracing::info!(
+                api = %self.api,
+                sunset = sunset.as_deref().unwrap_or("not announced"),
+                "the tenant deprecates the API generation this connection uses"
+            );
+            *self
+                .deprecation
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(DeprecationNotice {
+                api: self.api,
+                sunset,
+            });
+        }
+    }
+
+    /// Refuses an endpoint the client's generation does not have, before anything is sent.
+    fn supports(&self, endpoint: Endpoint) -> Result<(), QlikError> {
+        if endpoint.in_api(self.api) {
+            Ok(())
+        } else {
+            Err(QlikError::Unsupported {
+                what: format!("the {endpoint} operation"),
+                api: self.api,
+            })
+        }
     }
 
     /// The tenant and key digest this client's observations are reported with.
@@ -218,13 +325,14 @@ impl QlikClient {
         &self.limiter
     }
 
-    /// The URL of `v1/automations` followed by `segments`, each percent-encoded, so an id
-    /// taken from a manifest can never change which endpoint is called.
+    /// The URL of the generation's collection (`workflows/automations`, `v1/automations`)
+    /// followed by `segments`, each percent-encoded, so an id taken from a manifest can never
+    /// change which endpoint is called.
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty()
-                .extend(["v1", "automations"])
+                .extend(self.api.segments())
                 .extend(segments);
         }
         url
@@ -244,24 +352,40 @@ impl QlikClient {
         } else {
             reqwest::Method::GET
         };
+        self.supports(endpoint)?;
         let mut attempt = 1;
+        // An OAuth token the tenant refuses is renewed once per call, then believed.
+        let mut renewed = false;
         loop {
-            if authenticated {
+            let bearer = if authenticated {
+                let bearer = self.auth.bearer().await?;
                 self.acquire(endpoint.tier()).await;
-            }
+                Some(bearer)
+            } else {
+                None
+            };
             let error = match self
                 .send_once(
                     endpoint,
                     method.clone(),
                     &url,
                     body.as_deref(),
-                    authenticated,
+                    bearer.as_ref(),
                 )
                 .await
             {
                 Ok(bytes) => return Ok(bytes),
                 Err(e) => e,
             };
+            if let (QlikError::Unauthorized(_), Some(bearer)) = (&error, &bearer)
+                && self.auth.credential().is_bot()
+                && !renewed
+            {
+                tracing::debug!(%endpoint, "the tenant refused the access token; renewing it once");
+                self.auth.invalidate(bearer);
+                renewed = true;
+                continue;
+            }
             if let QlikError::RateLimited { retry_after, .. } = &error {
                 self.limiter.block(
                     endpoint.tier(),
@@ -329,11 +453,12 @@ impl QlikClient {
         method: reqwest::Method,
         url: &Url,
         body: Option<&[u8]>,
-        authenticated: bool,
+        bearer: Option<&Bearer>,
     ) -> Result<Bytes, QlikError> {
+        let authenticated = bearer.is_some();
         let mut request = self.http.request(method, url.clone());
-        if authenticated {
-            request = request.bearer_auth(self.key.expose());
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer.expose());
         }
         if let Some(body) = body {
             request = request
@@ -360,6 +485,9 @@ impl QlikClient {
             && let Some(budget) = reported_budget(response.headers(), chrono::Utc::now())
         {
             self.limiter.record_reported(endpoint.tier(), budget);
+        }
+        if authenticated {
+            self.note_deprecation(response.headers());
         }
         let retry_after = response
             .headers()
@@ -477,11 +605,16 @@ impl QlikClient {
         })
     }
 
+    /// The URL of a list call. v1 has no `listAll` (its admins list the whole tenant
+    /// anyway), so it is not sent there.
     fn list_url(&self, segments: &[&str], params: &ListParams) -> Url {
         let mut url = self.url(segments);
         {
             let mut q = url.query_pairs_mut();
             for (k, v) in params.to_query() {
+                if k == "listAll" && self.api == Api::V1 {
+                    continue;
+                }
                 q.append_pair(k, &v);
             }
         }
@@ -491,7 +624,7 @@ impl QlikClient {
         url
     }
 
-    /// `GET /v1/automations`: every page, following `links.next.href` until it is null.
+    /// `GET /automations`: every page, following `links.next.href` until it is null.
     pub fn automation_pages(
         &self,
         params: &ListParams,
@@ -499,7 +632,7 @@ impl QlikClient {
         self.pages(Endpoint::ListAutomations, self.list_url(&[], params))
     }
 
-    /// `GET /v1/automations`: every automation, page after page.
+    /// `GET /automations`: every automation, page after page.
     pub fn list_automations(
         &self,
         params: &ListParams,
@@ -507,7 +640,35 @@ impl QlikClient {
         flatten_pages(self.automation_pages(params))
     }
 
-    /// `GET /v1/automations`: only the first page, links included.
+    /// Every automation this identity may see, page after page: the whole tenant
+    /// (`listAll=true`) while that is allowed — always for an M2M bot, for an admin's key —
+    /// and, after the tenant refuses it to a person's key (403), that key's own automations
+    /// from then on. On v1 the client never sends `listAll` (its admins list everything).
+    pub async fn list_tenant(
+        &self,
+        params: &ListParams,
+    ) -> Result<Vec<AutomationSummary>, QlikError> {
+        use std::sync::atomic::Ordering;
+        if self.list_all_refused.load(Ordering::Relaxed) {
+            return self.list_automations(params).try_collect().await;
+        }
+        let all = self
+            .list_automations(&params.clone().list_all())
+            .try_collect()
+            .await;
+        match all {
+            Err(QlikError::Forbidden(_)) if !self.credential().is_bot() => {
+                tracing::info!(
+                    "this key may not list the whole tenant (listAll): listing its own automations"
+                );
+                self.list_all_refused.store(true, Ordering::Relaxed);
+                self.list_automations(params).try_collect().await
+            }
+            other => other,
+        }
+    }
+
+    /// `GET /automations`: only the first page, links included.
     pub async fn list_automations_page(
         &self,
         params: &ListParams,
@@ -520,38 +681,64 @@ impl QlikClient {
         .await
     }
 
-    /// `POST /v1/automations` (never retried after an ambiguous failure).
+    /// Refuses the workflows-only fields of a create or update on a v1 connection.
+    fn check_request(&self, request: &AutomationRequest) -> Result<(), QlikError> {
+        if self.api == Api::V1 {
+            for (set, field) in [
+                (request.space_id.is_some(), "spaceId"),
+                (request.max_concurrent_runs.is_some(), "maxConcurrentRuns"),
+            ] {
+                if set {
+                    return Err(QlikError::Unsupported {
+                        what: field.to_owned(),
+                        api: self.api,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /automations` (never retried after an ambiguous failure). `spaceId` and
+    /// `maxConcurrentRuns` only on workflows.
     pub async fn create_automation(
         &self,
         request: &AutomationRequest,
     ) -> Result<Automation, QlikError> {
+        self.check_request(request)?;
         self.call(Endpoint::CreateAutomation, self.url(&[]), Some(request))
             .await
     }
 
-    /// `GET /v1/automations/{id}`
+    /// `GET /automations/{id}`
     pub async fn get_automation(&self, id: &str) -> Result<Automation, QlikError> {
         self.call(Endpoint::GetAutomation, self.url(&[id]), None::<&()>)
             .await
     }
 
-    /// `PUT /v1/automations/{id}`
+    /// `PUT /automations/{id}`. The body never carries `spaceId` (a space changes only
+    /// through [`Self::change_space`]); `maxConcurrentRuns` only on workflows.
     pub async fn update_automation(
         &self,
         id: &str,
         request: &AutomationRequest,
     ) -> Result<Automation, QlikError> {
-        self.call(Endpoint::UpdateAutomation, self.url(&[id]), Some(request))
+        let request = AutomationRequest {
+            space_id: None,
+            ..request.clone()
+        };
+        self.check_request(&request)?;
+        self.call(Endpoint::UpdateAutomation, self.url(&[id]), Some(&request))
             .await
     }
 
-    /// `DELETE /v1/automations/{id}`
+    /// `DELETE /automations/{id}`
     pub async fn delete_automation(&self, id: &str) -> Result<(), QlikError> {
         self.call_empty(Endpoint::DeleteAutomation, self.url(&[id]), None::<&()>)
             .await
     }
 
-    /// `POST /v1/automations/{id}/actions/copy`: returns the new automation's id.
+    /// `POST /automations/{id}/actions/copy`: returns the new automation's id.
     pub async fn copy_automation(&self, id: &str, name: &str) -> Result<String, QlikError> {
         let created: CreatedId = self
             .call(
@@ -565,7 +752,7 @@ impl QlikClient {
         Ok(created.id)
     }
 
-    /// `POST /v1/automations/{id}/actions/enable`
+    /// `POST /automations/{id}/actions/enable`
     pub async fn enable_automation(&self, id: &str) -> Result<(), QlikError> {
         self.call_empty(
             Endpoint::EnableAutomation,
@@ -575,7 +762,7 @@ impl QlikClient {
         .await
     }
 
-    /// `POST /v1/automations/{id}/actions/disable`
+    /// `POST /automations/{id}/actions/disable`
     pub async fn disable_automation(&self, id: &str) -> Result<(), QlikError> {
         self.call_empty(
             Endpoint::DisableAutomation,
@@ -585,7 +772,7 @@ impl QlikClient {
         .await
     }
 
-    /// `POST /v1/automations/{id}/actions/move`: makes `user_id` the owner.
+    /// `POST /automations/{id}/actions/move`: makes `user_id` the owner.
     pub async fn move_automation(&self, id: &str, user_id: &str) -> Result<(), QlikError> {
         self.call_empty(
             Endpoint::MoveAutomation,
@@ -597,7 +784,56 @@ impl QlikClient {
         .await
     }
 
-    /// `GET /v1/automations/{id}/runs`: every page.
+    /// `POST /workflows/automations/{id}/actions/change-owner` (workflows only; v1 has
+    /// [`Self::move_automation`], the same effect).
+    pub async fn change_owner(&self, id: &str, user_id: &str) -> Result<(), QlikError> {
+        self.call_empty(
+            Endpoint::ChangeOwner,
+            self.url(&[id, "actions", "change-owner"]),
+            Some(&MoveRequest {
+                user_id: user_id.to_owned(),
+            }),
+        )
+        .await
+    }
+
+    /// Makes `user_id` the owner the way the client's generation does it: `change-owner` on
+    /// workflows, `move` on v1.
+    pub async fn set_owner(&self, id: &str, user_id: &str) -> Result<(), QlikError> {
+        match self.api {
+            Api::Workflows => self.change_owner(id, user_id).await,
+            Api::V1 => self.move_automation(id, user_id).await,
+        }
+    }
+
+    /// `POST /workflows/automations/{id}/actions/change-space` (workflows only): an empty
+    /// `space_id` moves the automation to its owner's personal space.
+    pub async fn change_space(&self, id: &str, space_id: &str) -> Result<(), QlikError> {
+        self.call_empty(
+            Endpoint::ChangeSpace,
+            self.url(&[id, "actions", "change-space"]),
+            Some(&ChangeSpaceRequest {
+                space_id: space_id.to_owned(),
+            }),
+        )
+        .await
+    }
+
+    /// `GET /workflows/automations/{id}/runs/{runId}/debug` (workflows only): a short-lived
+    /// URL of the run's debug log, downloaded like an export with
+    /// [`Self::download_export`].
+    pub async fn get_run_debug(&self, id: &str, run_id: &str) -> Result<String, QlikError> {
+        let debug: ExportedRun = self
+            .call(
+                Endpoint::GetRunDebug,
+                self.url(&[id, "runs", run_id, "debug"]),
+                None::<&()>,
+            )
+            .await?;
+        Ok(debug.url)
+    }
+
+    /// `GET /automations/{id}/runs`: every page.
     pub fn run_pages(
         &self,
         id: &str,
@@ -606,7 +842,7 @@ impl QlikClient {
         self.pages(Endpoint::ListRuns, self.list_url(&[id, "runs"], params))
     }
 
-    /// `GET /v1/automations/{id}/runs`: every run, page after page.
+    /// `GET /automations/{id}/runs`: every run, page after page.
     pub fn list_runs(
         &self,
         id: &str,
@@ -615,7 +851,7 @@ impl QlikClient {
         flatten_pages(self.run_pages(id, params))
     }
 
-    /// `GET /v1/automations/{id}/runs`: only the first page, links included.
+    /// `GET /automations/{id}/runs`: only the first page, links included.
     pub async fn list_runs_page(
         &self,
         id: &str,
@@ -629,13 +865,13 @@ impl QlikClient {
         .await
     }
 
-    /// `POST /v1/automations/{id}/runs` (never retried after an ambiguous failure).
+    /// `POST /automations/{id}/runs` (never retried after an ambiguous failure).
     pub async fn create_run(&self, id: &str, request: &RunRequest) -> Result<Run, QlikError> {
         self.call(Endpoint::CreateRun, self.url(&[id, "runs"]), Some(request))
             .await
     }
 
-    /// `GET /v1/automations/{id}/runs/{runId}`
+    /// `GET /automations/{id}/runs/{runId}`
     pub async fn get_run(&self, id: &str, run_id: &str) -> Result<Run, QlikError> {
         self.call(
             Endpoint::GetRun,
@@ -645,7 +881,7 @@ impl QlikClient {
         .await
     }
 
-    /// `POST /v1/automations/{id}/runs/{runId}/actions/export`: a short-lived log URL.
+    /// `POST /automations/{id}/runs/{runId}/actions/export`: a short-lived log URL.
     pub async fn export_run(&self, id: &str, run_id: &str) -> Result<String, QlikError> {
         let exported: ExportedRun = self
             .call(
@@ -668,7 +904,7 @@ impl QlikClient {
         decode(Endpoint::ExportRun, &bytes)
     }
 
-    /// `POST /v1/automations/{id}/runs/{runId}/actions/retry` (answers 204; the new run
+    /// `POST /automations/{id}/runs/{runId}/actions/retry` (answers 204; the new run
     /// appears in the run list).
     pub async fn retry_run(&self, id: &str, run_id: &str) -> Result<(), QlikError> {
         self.call_empty(
@@ -679,7 +915,7 @@ impl QlikClient {
         .await
     }
 
-    /// `POST /v1/automations/{id}/runs/{runId}/actions/stop`
+    /// `POST /automations/{id}/runs/{runId}/actions/stop`
     pub async fn stop_run(&self, id: &str, run_id: &str) -> Result<(), QlikError> {
         self.call_empty(
             Endpoint::StopRun,
@@ -689,14 +925,27 @@ impl QlikClient {
         .await
     }
 
-    /// `GET /v1/automations/settings`
+    /// `GET /automations/settings`
     pub async fn get_settings(&self) -> Result<Settings, QlikError> {
         self.call(Endpoint::GetSettings, self.url(&["settings"]), None::<&()>)
             .await
     }
 
-    /// `PUT /v1/automations/settings`
+    /// `PUT /automations/settings`: `automationsEnabled` on v1,
+    /// `maxConcurrentRunsPerAutomation` on workflows; the other generation's field is refused.
     pub async fn update_settings(&self, settings: &Settings) -> Result<Settings, QlikError> {
+        let foreign = match self.api {
+            Api::V1 => settings
+                .max_concurrent_runs_per_automation
+                .map(|_| "maxConcurrentRunsPerAutomation"),
+            Api::Workflows => settings.automations_enabled.map(|_| "automationsEnabled"),
+        };
+        if let Some(field) = foreign {
+            return Err(QlikError::Unsupported {
+                what: field.to_owned(),
+                api: self.api,
+            });
+        }
         self.call(
             Endpoint::UpdateSettings,
             self.url(&["settings"]),
@@ -705,7 +954,7 @@ impl QlikClient {
         .await
     }
 
-    /// `GET /v1/automations/usage`
+    /// `GET /automations/usage`
     pub async fn get_usage(&self, query: &UsageQuery) -> Result<Vec<UsageEntry>, QlikError> {
         let mut url = self.url(&["usage"]);
         url.query_pairs_mut()
@@ -785,6 +1034,12 @@ mod tests {
         QlikClient::new(ClientConfig::new(url, ApiKey::new("k-secret"))).unwrap()
     }
 
+    fn v1_client(url: &str) -> QlikClient {
+        let mut config = ClientConfig::new(url, ApiKey::new("k-secret"));
+        config.api = Api::V1;
+        QlikClient::new(config).unwrap()
+    }
+
     #[test]
     fn normalises_the_tenant_url() {
         for url in [
@@ -808,11 +1063,15 @@ mod tests {
         let c = client("https://t.example.com");
         assert_eq!(
             c.url(&["../settings", "runs"]).as_str(),
-            "https://t.example.com/api/v1/automations/..%2Fsettings/runs"
+            "https://t.example.com/api/workflows/automations/..%2Fsettings/runs"
         );
         assert_eq!(
             c.url(&["a?b#c"]).as_str(),
-            "https://t.example.com/api/v1/automations/a%3Fb%23c"
+            "https://t.example.com/api/workflows/automations/a%3Fb%23c"
+        );
+        assert_eq!(
+            v1_client("https://t.example.com").url(&["a"]).as_str(),
+            "https://t.example.com/api/v1/automations/a"
         );
     }
 
@@ -825,10 +1084,22 @@ mod tests {
             .limit(5);
         assert_eq!(
             c.list_url(&[], &p).as_str(),
-            "https://t.example.com/api/v1/automations?filter=name+eq+%22a+b%22&limit=5&sort=%2Bname"
+            "https://t.example.com/api/workflows/automations?filter=name+eq+%22a+b%22&limit=5&sort=%2Bname"
         );
         assert_eq!(
             c.list_url(&[], &ListParams::default()).as_str(),
+            "https://t.example.com/api/workflows/automations"
+        );
+        // listAll is a workflows parameter: v1 admins list the whole tenant without it.
+        let all = ListParams::default().list_all();
+        assert_eq!(
+            c.list_url(&[], &all).as_str(),
+            "https://t.example.com/api/workflows/automations?listAll=true"
+        );
+        assert_eq!(
+            v1_client("https://t.example.com")
+                .list_url(&[], &all)
+                .as_str(),
             "https://t.example.com/api/v1/automations"
         );
     }
@@ -867,10 +1138,68 @@ mod tests {
         assert_eq!(reported_budget(&HeaderMap::new(), seen), None);
     }
 
+    #[tokio::test]
+    async fn a_v1_connection_refuses_workflows_only_things_before_sending() {
+        // Nothing listens on this port: a refusal that sent anything would be a transport error.
+        let c = v1_client("http://127.0.0.1:9");
+        let unsupported = |e: QlikError| match e {
+            QlikError::Unsupported { what, api } => {
+                assert_eq!(
+                    api,
+                    if what == "automationsEnabled" {
+                        Api::Workflows
+                    } else {
+                        Api::V1
+                    }
+                );
+                what
+            }
+            other => panic!("{other:?}"),
+        };
+        let spaced = AutomationRequest {
+            name: Some("a".into()),
+            space_id: Some("s1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            unsupported(c.create_automation(&spaced).await.unwrap_err()),
+            "spaceId"
+        );
+        let limited = AutomationRequest {
+            max_concurrent_runs: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(
+            unsupported(c.update_automation("a1", &limited).await.unwrap_err()),
+            "maxConcurrentRuns"
+        );
+        assert!(
+            unsupported(c.change_space("a1", "s1").await.unwrap_err()).contains("change_space")
+        );
+        assert!(unsupported(c.get_run_debug("a1", "r1").await.unwrap_err()).contains("debug"));
+        let settings = Settings {
+            max_concurrent_runs_per_automation: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            unsupported(c.update_settings(&settings).await.unwrap_err()),
+            "maxConcurrentRunsPerAutomation"
+        );
+        let w = client("http://127.0.0.1:9");
+        let settings = Settings {
+            automations_enabled: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            unsupported(w.update_settings(&settings).await.unwrap_err()),
+            "automationsEnabled"
+        );
+    }
+
     #[test]
     fn debug_hides_the_key() {
         let c = client("https://t.example.com");
-        let text = format!("{c:?} {:?} {}", c.key, c.key);
+        let text = format!("{c:?} {:?}", c.credential());
         assert!(!text.contains("k-secret"), "{text}");
         assert!(
             QlikClient::new(ClientConfig::new("https://t.example.com", ApiKey::new(" "))).is_err()

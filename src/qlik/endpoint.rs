@@ -1,11 +1,72 @@
-//! The catalogue of the Automations API's endpoints: method, path shape, rate-limit tier and
-//! whether a call may be retried blindly.
+//! The catalogue of the Automations API's endpoints: method, path shape, rate-limit tier,
+//! whether a call may be retried blindly, and which API generation has it.
 //!
 //! The client uses it to pick the limiter tier and the retry policy of each call; the emulator
 //! uses it to count requests and to enforce the same tiers. Keeping both on one table means
 //! they cannot disagree about which endpoint is a write.
 
-use std::fmt;
+use std::{fmt, str::FromStr};
+
+/// A generation of the Automations API. Both share one store on the tenant: what one creates,
+/// the other sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Api {
+    /// `/api/workflows/automations`: Qlik's preferred API since 2026-04 (the default).
+    #[default]
+    Workflows,
+    /// `/api/v1/automations`: the seed generation, deprecated and announced for removal on or
+    /// after 2027-11-30.
+    V1,
+}
+
+impl Api {
+    /// Both generations.
+    pub const ALL: [Api; 2] = [Api::Workflows, Api::V1];
+
+    /// The stable label used in Secrets (`api` key), metrics and counters.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Api::Workflows => "workflows",
+            Api::V1 => "v1",
+        }
+    }
+
+    /// The path segments of the automations collection below `/api`.
+    pub const fn segments(self) -> [&'static str; 2] {
+        match self {
+            Api::Workflows => ["workflows", "automations"],
+            Api::V1 => ["v1", "automations"],
+        }
+    }
+
+    /// The collection path below `/api`, e.g. `/workflows/automations`.
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            Api::Workflows => "/workflows/automations",
+            Api::V1 => "/v1/automations",
+        }
+    }
+}
+
+impl fmt::Display for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl FromStr for Api {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Api, String> {
+        match s.trim() {
+            "workflows" => Ok(Api::Workflows),
+            "v1" => Ok(Api::V1),
+            other => Err(format!(
+                "unknown API generation {other:?}: expected \"workflows\" or \"v1\""
+            )),
+        }
+    }
+}
 
 /// A rate-limit tier of the Qlik API, counted per user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,7 +126,9 @@ impl Method {
     }
 }
 
-/// Every endpoint of the Automations API reference (18 in all).
+/// Every endpoint of the Automations API: the v1 reference's 18, plus the three only the
+/// workflows generation has. Paths are relative to the generation's collection
+/// ([`Api::prefix`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Endpoint {
     /// `GET /v1/automations`
@@ -104,11 +167,17 @@ pub enum Endpoint {
     UpdateSettings,
     /// `GET /v1/automations/usage`
     GetUsage,
+    /// `POST /workflows/automations/{id}/actions/change-owner` (workflows only)
+    ChangeOwner,
+    /// `POST /workflows/automations/{id}/actions/change-space` (workflows only)
+    ChangeSpace,
+    /// `GET /workflows/automations/{id}/runs/{runId}/debug` (workflows only)
+    GetRunDebug,
 }
 
 impl Endpoint {
-    /// All endpoints, in the reference's order.
-    pub const ALL: [Endpoint; 18] = [
+    /// All endpoints, in the reference's order, the workflows-only ones last.
+    pub const ALL: [Endpoint; 21] = [
         Endpoint::ListAutomations,
         Endpoint::CreateAutomation,
         Endpoint::GetAutomation,
@@ -127,19 +196,31 @@ impl Endpoint {
         Endpoint::GetSettings,
         Endpoint::UpdateSettings,
         Endpoint::GetUsage,
+        Endpoint::ChangeOwner,
+        Endpoint::ChangeSpace,
+        Endpoint::GetRunDebug,
     ];
+
+    /// Whether the generation `api` has this endpoint.
+    pub const fn in_api(self, api: Api) -> bool {
+        use Endpoint::*;
+        match self {
+            ChangeOwner | ChangeSpace | GetRunDebug => matches!(api, Api::Workflows),
+            _ => true,
+        }
+    }
 
     /// The HTTP method.
     pub const fn method(self) -> Method {
         use Endpoint::*;
         match self {
-            ListAutomations | GetAutomation | ListRuns | GetRun | GetSettings | GetUsage => {
-                Method::Get
-            }
+            ListAutomations | GetAutomation | ListRuns | GetRun | GetSettings | GetUsage
+            | GetRunDebug => Method::Get,
             UpdateAutomation | UpdateSettings => Method::Put,
             DeleteAutomation => Method::Delete,
             CreateAutomation | CopyAutomation | DisableAutomation | EnableAutomation
-            | MoveAutomation | CreateRun | ExportRun | RetryRun | StopRun => Method::Post,
+            | MoveAutomation | CreateRun | ExportRun | RetryRun | StopRun | ChangeOwner
+            | ChangeSpace => Method::Post,
         }
     }
 
@@ -151,24 +232,34 @@ impl Endpoint {
         }
     }
 
-    /// The path template relative to `/api`, as written in the reference.
+    /// The path template relative to the generation's collection ([`Api::prefix`]); empty
+    /// for the collection itself.
     pub const fn template(self) -> &'static str {
         use Endpoint::*;
         match self {
-            ListAutomations | CreateAutomation => "/v1/automations",
-            GetAutomation | UpdateAutomation | DeleteAutomation => "/v1/automations/{id}",
-            CopyAutomation => "/v1/automations/{id}/actions/copy",
-            DisableAutomation => "/v1/automations/{id}/actions/disable",
-            EnableAutomation => "/v1/automations/{id}/actions/enable",
-            MoveAutomation => "/v1/automations/{id}/actions/move",
-            ListRuns | CreateRun => "/v1/automations/{id}/runs",
-            GetRun => "/v1/automations/{id}/runs/{runId}",
-            ExportRun => "/v1/automations/{id}/runs/{runId}/actions/export",
-            RetryRun => "/v1/automations/{id}/runs/{runId}/actions/retry",
-            StopRun => "/v1/automations/{id}/runs/{runId}/actions/stop",
-            GetSettings | UpdateSettings => "/v1/automations/settings",
-            GetUsage => "/v1/automations/usage",
+            ListAutomations | CreateAutomation => "",
+            GetAutomation | UpdateAutomation | DeleteAutomation => "/{id}",
+            CopyAutomation => "/{id}/actions/copy",
+            DisableAutomation => "/{id}/actions/disable",
+            EnableAutomation => "/{id}/actions/enable",
+            MoveAutomation => "/{id}/actions/move",
+            ChangeOwner => "/{id}/actions/change-owner",
+            ChangeSpace => "/{id}/actions/change-space",
+            ListRuns | CreateRun => "/{id}/runs",
+            GetRun => "/{id}/runs/{runId}",
+            GetRunDebug => "/{id}/runs/{runId}/debug",
+            ExportRun => "/{id}/runs/{runId}/actions/export",
+            RetryRun => "/{id}/runs/{runId}/actions/retry",
+            StopRun => "/{id}/runs/{runId}/actions/stop",
+            GetSettings | UpdateSettings => "/settings",
+            GetUsage => "/usage",
         }
+    }
+
+    /// The full path template below `/api` in generation `api`, e.g.
+    /// `/workflows/automations/{id}`.
+    pub fn path(self, api: Api) -> String {
+        format!("{}{}", api.prefix(), self.template())
     }
 
     /// Whether repeating the call after an ambiguous failure cannot change the outcome.
@@ -206,6 +297,9 @@ impl Endpoint {
             GetSettings => "get_settings",
             UpdateSettings => "update_settings",
             GetUsage => "get_usage",
+            ChangeOwner => "change_owner",
+            ChangeSpace => "change_space",
+            GetRunDebug => "get_run_debug",
         }
     }
 
@@ -239,7 +333,8 @@ mod tests {
                 Endpoint::ListRuns,
                 Endpoint::GetRun,
                 Endpoint::GetSettings,
-                Endpoint::GetUsage
+                Endpoint::GetUsage,
+                Endpoint::GetRunDebug,
             ]
         );
         assert_eq!(Endpoint::ExportRun.tier(), Tier::Tier2);
@@ -257,6 +352,36 @@ mod tests {
             );
             assert_eq!(e.idempotent(), !creates, "{e}");
         }
+    }
+
+    #[test]
+    fn only_workflows_has_the_three_new_operations() {
+        let workflows_only: Vec<_> = Endpoint::ALL
+            .into_iter()
+            .filter(|e| !e.in_api(Api::V1))
+            .collect();
+        assert_eq!(
+            workflows_only,
+            vec![
+                Endpoint::ChangeOwner,
+                Endpoint::ChangeSpace,
+                Endpoint::GetRunDebug
+            ]
+        );
+        assert!(Endpoint::ALL.iter().all(|e| e.in_api(Api::Workflows)));
+        assert_eq!(
+            Endpoint::GetRun.path(Api::Workflows),
+            "/workflows/automations/{id}/runs/{runId}"
+        );
+        assert_eq!(
+            Endpoint::GetSettings.path(Api::V1),
+            "/v1/automations/settings"
+        );
+        for api in Api::ALL {
+            assert_eq!(api.label().parse::<Api>(), Ok(api));
+        }
+        assert!("v2".parse::<Api>().is_err());
+        assert_eq!(Api::default(), Api::Workflows);
     }
 
     #[test]

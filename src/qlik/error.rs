@@ -5,7 +5,7 @@ use std::{fmt, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Api, Endpoint};
 
 /// One entry of Qlik's error envelope (`Error`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -145,6 +145,25 @@ pub enum QlikError {
     /// The client refused to send the request (bad configuration or argument).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The connection's API generation has no such operation or field; nothing was sent.
+    #[error("{what} is not supported by the {api} API")]
+    Unsupported {
+        /// The operation or field, e.g. `spec.spaceId`.
+        what: String,
+        /// The generation the connection speaks.
+        api: Api,
+    },
+    /// No OAuth access token: the tenant refused the client's grant (400/401/403: a wrong
+    /// client id, secret or scope), or the token request failed. Never holds the secret.
+    #[error("cannot get an OAuth access token for client {client_id}: {message}")]
+    Token {
+        /// The OAuth client id.
+        client_id: String,
+        /// The token endpoint's status, when it answered.
+        status: Option<u16>,
+        /// Qlik's words (with its traceId), or the transport failure.
+        message: String,
+    },
 }
 
 /// A coarse class of [`QlikError`] that decides what a caller does next.
@@ -162,6 +181,8 @@ pub enum ErrorClass {
     RateLimited,
     /// Transient server or network trouble: back off and retry.
     Transient,
+    /// The connection's API generation cannot do this: change the spec or the connection.
+    Unsupported,
 }
 
 impl ErrorClass {
@@ -174,6 +195,7 @@ impl ErrorClass {
             ErrorClass::InvalidRequest => "InvalidSpec",
             ErrorClass::RateLimited => "RateLimited",
             ErrorClass::Transient => "TransientError",
+            ErrorClass::Unsupported => "UnsupportedByApi",
         }
     }
 }
@@ -191,6 +213,12 @@ impl QlikError {
             | QlikError::Timeout { .. }
             | QlikError::Transport { .. }
             | QlikError::Decode { .. } => ErrorClass::Transient,
+            QlikError::Unsupported { .. } => ErrorClass::Unsupported,
+            // A refused grant is the Secret's fault; a failed token request is not.
+            QlikError::Token { status, .. } => match status {
+                Some(400..=499) if *status != Some(429) => ErrorClass::Unauthorized,
+                _ => ErrorClass::Transient,
+            },
         }
     }
 
@@ -231,6 +259,7 @@ impl QlikError {
     pub fn status(&self) -> Option<u16> {
         match self {
             QlikError::Decode { status, .. } => Some(*status),
+            QlikError::Token { status, .. } => *status,
             other => other.failure().map(|f| f.status),
         }
     }
@@ -314,6 +343,29 @@ mod tests {
         assert_eq!(err(500, body).class(), ErrorClass::Transient);
         assert_eq!(err(503, body).class(), ErrorClass::Transient);
         assert!(err(503, body).is_transient() && !err(400, body).is_transient());
+    }
+
+    #[test]
+    fn a_refused_grant_is_unauthorized_and_a_failed_one_transient() {
+        let token = |status| QlikError::Token {
+            client_id: "c".into(),
+            status,
+            message: "m".into(),
+        };
+        assert_eq!(token(Some(401)).class(), ErrorClass::Unauthorized);
+        assert_eq!(token(Some(400)).class(), ErrorClass::Unauthorized);
+        assert_eq!(token(Some(429)).class(), ErrorClass::Transient);
+        assert_eq!(token(Some(503)).class(), ErrorClass::Transient);
+        assert_eq!(token(None).class(), ErrorClass::Transient);
+        let unsupported = QlikError::Unsupported {
+            what: "spec.spaceId".into(),
+            api: Api::V1,
+        };
+        assert_eq!(unsupported.class().reason(), "UnsupportedByApi");
+        assert_eq!(
+            unsupported.to_string(),
+            "spec.spaceId is not supported by the v1 API"
+        );
     }
 
     #[test]

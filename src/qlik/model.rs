@@ -287,6 +287,14 @@ pub struct AutomationRequest {
     /// The editor's workspace document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<Value>,
+    /// The space to create the automation in (workflows create only: an update has no
+    /// `spaceId`, a space changes through `actions/change-space`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_id: Option<String>,
+    /// How many runs of this automation may run at once (workflows only; at most the
+    /// tenant's `maxConcurrentRunsPerAutomation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_runs: Option<i64>,
 }
 
 /// An automation in full (`AutomationDetailResponseObject`).
@@ -557,12 +565,26 @@ impl RunRequest {
     }
 }
 
-/// Tenant-wide automation settings (`SettingsObject`).
+/// A schedule interval as the workflows generation stores it: rounded to the nearest whole
+/// minute (30 s rounds up), at least one minute. Shared by the emulator, which applies it, and
+/// the reconciler, which must expect it rather than see drift forever.
+pub const fn workflows_interval(seconds: u64) -> u64 {
+    let minutes = seconds.saturating_add(30) / 60;
+    if minutes == 0 { 60 } else { minutes * 60 }
+}
+
+/// Tenant-wide automation settings: v1's `SettingsObject` (`automationsEnabled`) or the
+/// workflows settings (`maxConcurrentRunsPerAutomation`). Each generation reads and writes
+/// only its own field; the other stays unset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Settings {
-    /// Whether automations may run in the tenant.
-    pub automations_enabled: bool,
+    /// Whether automations may run in the tenant (v1 only; deprecated by Qlik).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automations_enabled: Option<bool>,
+    /// The most runs of one automation that may run at once (workflows only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_runs_per_automation: Option<i64>,
 }
 
 /// One usage metric value (`UsageObject`).
@@ -667,7 +689,15 @@ pub struct MoveRequest {
     pub user_id: String,
 }
 
-/// The answer of a run's `actions/export`.
+/// The body of `actions/change-space`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeSpaceRequest {
+    /// The target space; empty moves the automation to its owner's personal space.
+    pub space_id: String,
+}
+
+/// The answer of a run's `actions/export` and of its workflows `debug` log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportedRun {
     /// Pre-signed URL of the run's raw log, valid for a few minutes.

@@ -131,6 +131,9 @@ pub struct ListParams {
     pub limit: Option<u32>,
     /// Sort order.
     pub sort: Option<Sort>,
+    /// `listAll=true`: every automation of the tenant, not only the caller's (workflows
+    /// only; tenant and analytics admins and M2M bots).
+    pub list_all: bool,
 }
 
 impl ListParams {
@@ -152,6 +155,12 @@ impl ListParams {
         self
     }
 
+    /// Asks for every automation of the tenant (`listAll=true`).
+    pub fn list_all(mut self) -> Self {
+        self.list_all = true;
+        self
+    }
+
     /// The query pairs to send, in a stable order.
     pub fn to_query(&self) -> Vec<(&'static str, String)> {
         let mut q = Vec::new();
@@ -163,6 +172,9 @@ impl ListParams {
         }
         if let Some(s) = &self.sort {
             q.push(("sort", s.to_string()));
+        }
+        if self.list_all {
+            q.push(("listAll", "true".to_string()));
         }
         q
     }

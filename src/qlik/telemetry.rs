@@ -10,7 +10,7 @@ use std::{borrow::Cow, fmt, time::Duration};
 
 use url::Url;
 
-use super::endpoint::{Endpoint, Tier};
+use super::endpoint::{Api, Endpoint, Tier};
 
 /// Receives the client's observations. Called on the request path, so implementations must
 /// be quick and must not block (an atomic increment, a short lock).
@@ -26,6 +26,39 @@ pub trait Telemetry: Send + Sync + fmt::Debug {
     /// The limiter's budget of `tier` as it stands now: reported when the client is created,
     /// whenever a send slot is reserved and whenever a 429 blocks the tier.
     fn budget(&self, caller: &Caller, tier: Tier, budget: Budget);
+
+    /// An OAuth token request ended with `outcome` (API-key callers never report this).
+    fn token(&self, caller: &Caller, outcome: TokenOutcome) {
+        let _ = (caller, outcome);
+    }
+
+    /// An answer of generation `api` carried a `Deprecation` or `Sunset` header; `sunset` is
+    /// the `Sunset` header's value when there was one.
+    fn deprecated(&self, caller: &Caller, api: Api, sunset: Option<&str>) {
+        let _ = (caller, api, sunset);
+    }
+}
+
+/// How an OAuth token request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenOutcome {
+    /// A token was issued.
+    Issued,
+    /// The tenant refused the grant (wrong client, secret or scope).
+    Refused,
+    /// The request failed (transport, 5xx, 429, unreadable answer).
+    Failed,
+}
+
+impl TokenOutcome {
+    /// A stable label for metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            TokenOutcome::Issued => "issued",
+            TokenOutcome::Refused => "refused",
+            TokenOutcome::Failed => "failed",
+        }
+    }
 }
 
 /// Whom a request is sent for: the tenant and the user, without the key.

@@ -24,6 +24,7 @@ trap 'rm -f "$script"' EXIT
   printf '%s\n' "$block"
   # What the README says `kubectl get` shows: both kinds, Ready.
   echo 'out="$($QAO_KUBECTL get qlik)"; echo "$out"'
+  echo 'sleep 3; $QAO_KUBECTL get qlikautomations -o wide'
   echo 'grep -q "nightly-reload .*True" <<<"$out" && grep -q "tenant-settings .*True" <<<"$out"'
   # The README's stop line.
   echo 'kill %1 %2'

@@ -257,6 +257,16 @@ async fn admission_refuses_invalid_manifests_naming_the_field() {
             "spec.workspaceFrom.configMapKeyRef.name".into(),
         ),
         (
+            "maxConcurrentRuns 0",
+            automation_spec_with(json!({"maxConcurrentRuns": 0})),
+            "spec.maxConcurrentRuns".into(),
+        ),
+        (
+            "spaceId a number",
+            automation_spec_with(json!({"spaceId": 7})),
+            "spec.spaceId".into(),
+        ),
+        (
             "ConfigMap key with a slash",
             automation_spec_with(
                 json!({"workspace": null, "workspaceFrom": {"configMapKeyRef": {"name": "ws", "key": "ws/json"}}}),
@@ -266,9 +276,9 @@ async fn admission_refuses_invalid_manifests_naming_the_field() {
     ];
     let settings_cases: Vec<(&str, Value, String)> = vec![
         (
-            "settings without automationsEnabled",
-            json!({"connection": {"secretRef": {"name": "qlik"}}}),
-            "spec.automationsEnabled".into(),
+            "settings maxConcurrentRunsPerAutomation 0",
+            json!({"maxConcurrentRunsPerAutomation": 0}),
+            "spec.maxConcurrentRunsPerAutomation".into(),
         ),
         (
             "settings automationsEnabled a string",

@@ -36,11 +36,36 @@ use crate::{
 
 /// A key no tenant accepts; it must not show up anywhere either.
 const WRONG_KEY: &str = "wrong-key-7c1e0d9a-must-never-be-printed";
+/// An OAuth M2M client's secret, and one the tenant refuses.
+const BOT_SECRET: &str = "bot-secret-2f8d4b61-must-never-be-printed";
+const WRONG_BOT_SECRET: &str = "wrong-bot-secret-93ce05a7-must-never-be-printed";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_appear_in_logs_events_status_or_errors_at_trace_level() {
     let ns = TestNamespace::new("secrets").await;
-    let emu = emulator(scaled).await;
+    // Tokens live 2 s, so that several are issued (and renewed) while the scan's work runs.
+    let emu = emulator(|c| {
+        scaled(c);
+        c.oauth_clients = vec![qlik_automations_operator::emulator::OAuthClient::new(
+            "scan-bot", BOT_SECRET,
+        )];
+        c.oauth_token_ttl = Duration::from_secs(2);
+    })
+    .await;
+    for (name, secret) in [
+        ("qlik-bot", BOT_SECRET),
+        ("qlik-bot-wrong", WRONG_BOT_SECRET),
+    ] {
+        ns.secret(
+            name,
+            &[
+                ("tenantUrl", &emu.base_url()),
+                ("clientId", "scan-bot"),
+                ("clientSecret", secret),
+            ],
+        )
+        .await;
+    }
     ns.connection_secret("qlik", &emu.base_url(), USER_KEY)
         .await;
     ns.connection_secret("qlik-admin", &emu.base_url(), ADMIN_KEY)
@@ -84,6 +109,14 @@ async fn secrets_never_appear_in_logs_events_status_or_errors_at_trace_level() {
             "wrong-key",
             json!({"connection": {"secretRef": {"name": "qlik-wrong"}}}),
         ),
+        (
+            "bot-owned",
+            json!({"connection": {"secretRef": {"name": "qlik-bot"}}}),
+        ),
+        (
+            "bot-refused",
+            json!({"connection": {"secretRef": {"name": "qlik-bot-wrong"}}}),
+        ),
     ] {
         automations
             .create(&PostParams::default(), &make(name, changes))
@@ -108,7 +141,8 @@ async fn secrets_never_appear_in_logs_events_status_or_errors_at_trace_level() {
     .await;
     wait_reason(&api, "refused", "InvalidSpec").await;
     wait_reason(&api, "wrong-key", "Unauthorized").await;
-    for name in ["webhook", "scheduled", "admin-owned"] {
+    wait_reason(&api, "bot-refused", "Unauthorized").await;
+    for name in ["webhook", "scheduled", "admin-owned", "bot-owned"] {
         wait_ready(&api, name).await;
     }
     emu.set_faults(FaultConfig::none());
@@ -145,6 +179,8 @@ async fn secrets_never_appear_in_logs_events_status_or_errors_at_trace_level() {
         ("user key", USER_KEY),
         ("admin key", ADMIN_KEY),
         ("wrong key", WRONG_KEY),
+        ("OAuth client secret", BOT_SECRET),
+        ("refused OAuth client secret", WRONG_BOT_SECRET),
     ] {
         secrets.push((what.into(), key.into()));
         secrets.push((format!("{what} (base64)"), b64.encode(key)));
@@ -160,6 +196,15 @@ async fn secrets_never_appear_in_logs_events_status_or_errors_at_trace_level() {
     );
     for t in &tokens {
         secrets.push(("execution token".into(), t.clone()));
+    }
+    let access_tokens = emu.issued_tokens();
+    assert!(
+        access_tokens.len() >= 2,
+        "access tokens to look for: {}",
+        access_tokens.len()
+    );
+    for t in &access_tokens {
+        secrets.push(("OAuth access token".into(), t.clone()));
     }
     let log = op.log();
     let events: Vec<String> = ns
@@ -230,14 +275,15 @@ async fn secrets_never_appear_in_logs_events_status_or_errors_at_trace_level() {
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
     println!(
         "RELIABILITY secrets: scanned {} log lines ({} TRACE, {} bytes), {} Events, {} objects (status, annotations, \
-         condition messages) for {} API keys (+base64) and {} execution tokens: 0 found",
+         condition messages) for {} API keys, 2 OAuth client secrets (+base64), {} execution tokens and {} access tokens: 0 found",
         log.lines().count(),
         trace_lines,
         log.len(),
         events.len(),
         objects.len(),
         3,
-        tokens.len()
+        tokens.len(),
+        access_tokens.len()
     );
 }
 

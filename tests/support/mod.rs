@@ -9,6 +9,7 @@
 //!   `/healthz` and `/readyz` when started with a fixed `--listen` address), an emulator with
 //!   known keys, test namespaces and connection Secrets.
 //! * [`chart`]: `helm template` of the chart and commands run off the async runtime.
+//! * [`client`]: a Qlik client configuration with test-sized limits and retries.
 //! * [`exposition`]: the Prometheus text exposition parsed into samples.
 //! * [`plugin`]: `kubectl-qlik` and other commands run, with their output checked for keys.
 //! * [`fuzz`]: the seeded generator of malformed answers (bodies, statuses, headers) behind
@@ -19,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod chart;
+pub mod client;
 pub mod control_plane;
 pub mod exposition;
 pub mod fuzz;

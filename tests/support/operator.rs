@@ -264,9 +264,14 @@ impl TestNamespace {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
-    /// Creates the connection Secret `name` pointing at `tenant_url` with `api_key`.
+    /// Creates the v1 connection Secret `name` pointing at `tenant_url` with `api_key`.
     pub async fn connection_secret(&self, name: &str, tenant_url: &str, api_key: &str) {
         connection_secret(&self.client, &self.name, name, tenant_url, api_key).await;
+    }
+
+    /// Creates the Secret `name` holding `pairs` (e.g. an OAuth workflows connection).
+    pub async fn secret(&self, name: &str, pairs: &[(&str, &str)]) {
+        secret_with(&self.client, &self.name, name, pairs).await;
     }
 
     /// Every Event in this namespace.
@@ -296,7 +301,8 @@ impl TestNamespace {
 }
 
 /// Creates the connection Secret `name` in `namespace` through `client` (any control plane,
-/// a private one too), pointing at `tenant_url` with `api_key`.
+/// a private one too), pointing at `tenant_url` with `api_key`, on the v1 API: the scenarios
+/// written for v1 keep proving that a v1 connection does everything it did.
 pub async fn connection_secret(
     client: &Client,
     namespace: &str,
@@ -304,23 +310,31 @@ pub async fn connection_secret(
     tenant_url: &str,
     api_key: &str,
 ) {
+    secret_with(
+        client,
+        namespace,
+        name,
+        &[
+            ("tenantUrl", tenant_url),
+            ("apiKey", api_key),
+            ("api", "v1"),
+        ],
+    )
+    .await;
+}
+
+/// Creates the Secret `name` in `namespace` holding `pairs` (any connection format).
+pub async fn secret_with(client: &Client, namespace: &str, name: &str, pairs: &[(&str, &str)]) {
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.into()),
             ..ObjectMeta::default()
         },
         data: Some(
-            [
-                (
-                    "tenantUrl".to_string(),
-                    ByteString(tenant_url.as_bytes().to_vec()),
-                ),
-                (
-                    "apiKey".to_string(),
-                    ByteString(api_key.as_bytes().to_vec()),
-                ),
-            ]
-            .into(),
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
         ),
         ..Secret::default()
     };

@@ -40,12 +40,16 @@ pub(super) async fn apply(
                 ctx.metrics.wrote("disable");
                 client.disable_automation(id).await
             }
+            Action::ChangeSpace(space) => {
+                ctx.metrics.wrote("change-space");
+                client.change_space(id, space).await
+            }
             Action::Move(user) => {
                 ctx.metrics.wrote("move");
-                match client.move_automation(id, user).await {
+                match client.set_owner(id, user).await {
                     Err(QlikError::Forbidden(f)) => {
                         return Err(Error::Forbidden(format!(
-                            "spec.ownerId: moving automation {id} to {user} needs a tenant admin's key; with this key the operator would lose sight of it, so it does not move it ({f})"
+                            "spec.ownerId: giving automation {id} to {user} needs a tenant admin's key or an M2M bot; with this identity the operator would lose sight of it, so it does not change the owner ({f})"
                         )));
                     }
                     // A 404 on a move may be about the user rather than the automation: only

@@ -92,7 +92,7 @@ pub(super) async fn create_or_recover(
         }
         None => {
             ctx.metrics.wrote("create");
-            let mut request = desired.request();
+            let mut request = desired.create_request();
             if !desired.enabled {
                 request.state = Some(AutomationState::Disabled);
             }

@@ -110,6 +110,11 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Recorded, Error> {
         return record(ctx, &obj, outcome).await;
     }
 
+    // Refused before anything is written: a v1 connection never half-applies a spec.
+    if let Some(message) = desired.unsupported(client.api()) {
+        return Err(Error::Unsupported(message));
+    }
+
     // The tenant outranks every cache: a 404 on the linked remote, from whichever call,
     // means it is gone. One the operator had seen is recreated (once per reconcile); one a
     // user named and the operator never saw is reported.
@@ -118,7 +123,10 @@ async fn sync(obj: &QlikAutomation, ctx: &Context) -> Result<Recorded, Error> {
     let mut recreating = false;
     loop {
         match converge::converge(ctx, &obj, &client, &view, &desired, link.clone()).await {
-            Ok(outcome) => return record(ctx, &obj, outcome).await,
+            Ok(outcome) => {
+                ctx.warn_if_deprecated(&obj, &client).await;
+                return record(ctx, &obj, outcome).await;
+            }
             Err(Error::RemoteGone(id)) => {
                 view.evict(&id);
                 let seen = obj.status.as_ref().and_then(|s| s.automation_id.as_deref());

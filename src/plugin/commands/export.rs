@@ -9,7 +9,7 @@ use std::{
     path::{Component, Path},
 };
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use crate::{
     connection,
@@ -19,7 +19,7 @@ use crate::{
         exported::{self, HEADER, KUSTOMIZATION, Options, WORKSPACE_DIR},
         target::Tenant,
     },
-    qlik::{ErrorClass, Filter, ListParams, model::AutomationSummary},
+    qlik::{Api, ErrorClass, Filter, ListParams, model::AutomationSummary},
 };
 
 /// The page size of the list (the API's maximum).
@@ -44,16 +44,31 @@ pub async fn execute(
         connection::read_secret(&cluster.client, &cluster.namespace, &args.connection)
             .await
             .map_err(PluginError::Connection)?;
+    let api = credentials.api;
     let tenant = Tenant::new(credentials)?;
+    let space = match (&args.space, api) {
+        (Some(_), Api::V1) => {
+            return Err(PluginError::Usage(format!(
+                "--space needs a workflows connection: Secret {} selects the v1 API, which has no spaces",
+                tenant.secret
+            )));
+        }
+        (Some(space), _) => Some(Filter::eq("spaceId", space.as_str())),
+        (None, _) => None,
+    };
+    let filter = match (filter, space) {
+        (Some(f), Some(s)) => Some(f.and(s)),
+        (f, s) => f.or(s),
+    };
 
     let mut params = ListParams::default().limit(PAGE_SIZE);
     if let Some(filter) = filter {
         params = params.filter(filter);
     }
+    // The whole tenant when the identity may see it (a bot, an admin), as the operator does.
     let listed: Vec<AutomationSummary> = tenant
         .client
-        .list_automations(&params)
-        .try_collect()
+        .list_tenant(&params)
         .await
         .map_err(|e| PluginError::tenant("list automations", &tenant.secret, e))?;
     // A page boundary that moved while listing may show an automation twice.
@@ -102,6 +117,7 @@ pub async fn execute(
         observe: args.observe,
         deletion_policy: args.deletion_policy.into(),
         include_owner: args.include_owner,
+        api,
     };
     let export = exported::render(&remotes, &options);
     for warning in &export.warnings {

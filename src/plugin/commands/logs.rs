@@ -1,4 +1,5 @@
-//! `kubectl qlik logs NAME [RUN_ID]`: export a run's log, download it and print it.
+//! `kubectl qlik logs NAME [RUN_ID] [--debug]`: export a run's log (or, with `--debug`, ask
+//! for its debug log), download it and print it.
 
 use crate::{
     plugin::{
@@ -47,14 +48,29 @@ pub async fn execute(
             run.id
         }
     };
-    let url = tenant
-        .client
-        .export_run(id, &run_id)
-        .await
-        .map_err(|e| PluginError::tenant(format!("export run {run_id}"), &tenant.secret, e))?;
+    let (url, which) = if args.debug {
+        let url = tenant
+            .client
+            .get_run_debug(id, &run_id)
+            .await
+            .map_err(|e| {
+                PluginError::tenant(
+                    format!("get the debug log of run {run_id}"),
+                    &tenant.secret,
+                    e,
+                )
+            })?;
+        (url, "debug")
+    } else {
+        let url =
+            tenant.client.export_run(id, &run_id).await.map_err(|e| {
+                PluginError::tenant(format!("export run {run_id}"), &tenant.secret, e)
+            })?;
+        (url, "exported")
+    };
     let log = tenant.client.download_export(&url).await.map_err(|e| {
         PluginError::tenant(
-            format!("serve the exported log of run {run_id}"),
+            format!("serve the {which} log of run {run_id}"),
             &tenant.secret,
             e,
         )

@@ -327,6 +327,52 @@ items:
     }
 
     #[test]
+    fn space_and_concurrency_changes_are_rendered() {
+        let set = parse(MANIFESTS, "team-a").unwrap();
+        let mut obj = set.automations[0].clone();
+        obj.spec.space_id = Some("team-b".into());
+        obj.spec.max_concurrent_runs = Some(2);
+        obj.spec.owner_id = None;
+        let ws = json!({"blocks": [{"id": "start", "type": "StartBlock"}]});
+        let d = desired(&obj, Some(ws.clone()));
+        let mut remote = Automation {
+            id: "a1".into(),
+            name: Some(d.name.clone()),
+            description: d.description.clone(),
+            state: Some(AutomationState::Disabled),
+            space_id: Some("team-a".into()),
+            max_concurrent_runs: Some(5),
+            workspace: Some(ws),
+            schedules: d
+                .schedules
+                .iter()
+                .map(|s| Schedule {
+                    start_at: s.start_at.clone(),
+                    stop_at: s.stop_at.clone(),
+                    interval: s.interval,
+                    timezone: s.timezone.clone(),
+                    ..Schedule::default()
+                })
+                .collect(),
+            ..Automation::default()
+        };
+        remote.state = if d.enabled {
+            Some(AutomationState::Available)
+        } else {
+            Some(AutomationState::Disabled)
+        };
+        let text = describe_changes(&d, &remote, &plan(&d, &remote)).join("\n");
+        assert_eq!(
+            text,
+            "maxConcurrentRuns: 5 → 2\nspaceId: \"team-a\" → \"team-b\" (change-space)"
+        );
+        obj.spec.space_id = Some(String::new());
+        let d = desired(&obj, d.workspace.clone());
+        let text = describe_changes(&d, &remote, &plan(&d, &remote)).join("\n");
+        assert!(text.ends_with("spaceId: \"team-a\" → personal (change-space)"), "{text}");
+    }
+
+    #[test]
     fn every_change_is_rendered_old_to_new() {
         let set = parse(MANIFESTS, "team-a").unwrap();
         let obj = &set.automations[0];

@@ -435,6 +435,8 @@ async fn helm_lint_passes_and_the_schema_refuses_bad_values() {
         ("defaultConnection=no-slash", "defaultConnection"),
         ("concurrency=0", "concurrency"),
         ("replicaCont=2", "replicaCont"),
+        ("readBudgetShare=1.5", "readBudgetShare"),
+        ("rateLimits.windowSeconds=0", "windowSeconds"),
     ] {
         let out = output(helm_template("bad", "ops", &[bad]), None).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -502,6 +504,8 @@ async fn the_default_render_is_locked_down_cluster_wide_and_carries_the_crds() {
         "--resync-seconds=300",
         "--tier1-per-minute=1000",
         "--tier2-per-minute=100",
+        "--rate-window-seconds=300",
+        "--read-budget-share=0.1",
     ] {
         assert!(args.contains(&expected), "{expected} in {args:?}");
     }
@@ -574,6 +578,8 @@ async fn the_values_map_to_the_operators_flags_and_namespaced_roles() {
             "insecureSkipTlsVerify=true",
             "rateLimits.tier1PerMinute=500",
             "rateLimits.tier2PerMinute=50",
+            "rateLimits.windowSeconds=60",
+            "readBudgetShare=0.25",
             "logFormat=text",
             "metrics.port=9090",
             "replicaCount=2",
@@ -605,6 +611,8 @@ async fn the_values_map_to_the_operators_flags_and_namespaced_roles() {
         "--request-timeout-seconds=20",
         "--tier1-per-minute=500",
         "--tier2-per-minute=50",
+        "--rate-window-seconds=60",
+        "--read-budget-share=0.25",
         "--insecure-skip-tls-verify",
         // More than one replica turns leader election on by itself.
         "--leader-election",

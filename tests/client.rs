@@ -67,6 +67,7 @@ in_both_generations!(
     bad_list_parameters_are_400s_naming_the_parameter,
     pagination_returns_450_automations_complete_and_ordered,
     a_429_is_honoured_through_retry_after,
+    a_tier_the_tenant_reports_used_up_waits_for_its_reset,
     a_429_is_waited_out_and_the_call_succeeds,
     injected_503s_are_retried_for_reads_but_not_for_creates,
     a_dropped_connection_after_a_create_is_reported_as_ambiguous,
@@ -477,14 +478,21 @@ async fn pagination_returns_450_automations_complete_and_ordered(api: Api) {
 }
 
 async fn a_429_is_honoured_through_retry_after(api: Api) {
-    // The emulator allows 3 writes a minute; the client believes in far more, so it hits
-    // the limit and must wait as told.
-    let emu = emulator(|c| c.tier2_per_minute = 3).await;
+    // The emulator allows 3 writes a minute. Another client using the same key (its own
+    // limiter) spends two of them behind Alice's back, so her third meets the 429 and must
+    // wait as told.
+    let emu = emulator(|c| {
+        c.tier2_per_minute = 3;
+        c.rate_window = Duration::from_secs(60);
+    })
+    .await;
     let alice = client_with(&emu, ALICE, api, |c| {
         c.retry.max_retry_after = Duration::from_secs(0);
     });
-    for i in 0..3 {
-        alice
+    let other_tool = client_with(&emu, ALICE, api, |_| {});
+    alice.create_automation(&request("a0")).await.unwrap();
+    for i in 1..3 {
+        other_tool
             .create_automation(&request(&format!("a{i}")))
             .await
             .unwrap();
@@ -506,6 +514,32 @@ async fn a_429_is_honoured_through_retry_after(api: Api) {
     assert!(next > tokio::time::Instant::now() + Duration::from_millis(500));
     assert_eq!(emu.automations().len(), 3);
     assert!(emu.counters().rate_limited >= 1);
+}
+
+async fn a_tier_the_tenant_reports_used_up_waits_for_its_reset(api: Api) {
+    // Three writes per 3 s window on the tenant; the client believes in 500 per 5 minutes,
+    // but the third answer says nothing is left: the fourth waits for the reset instead of
+    // meeting a 429.
+    let emu = emulator(|c| {
+        c.tier2_per_minute = 60;
+        c.rate_window = Duration::from_secs(3);
+    })
+    .await;
+    let alice = client(&emu, ALICE, api);
+    let started = tokio::time::Instant::now();
+    for i in 0..4 {
+        alice
+            .create_automation(&request(&format!("a{i}")))
+            .await
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the fourth waited"
+    );
+    let counters = emu.counters();
+    assert_eq!(counters.rate_limited, 0, "{counters:?}");
+    assert_eq!(emu.automations().len(), 4);
 }
 
 async fn a_429_is_waited_out_and_the_call_succeeds(api: Api) {

@@ -945,8 +945,10 @@ async fn pagination_lists_450_automations_completely_in_order_by_following_links
 }
 
 async fn exceeding_tier2_answers_429_with_retry_after_while_tier1_still_works(generation: Api) {
+    // The strict one-minute window: five writes and the tier is shut.
     let t = start(EmulatorConfig {
         tier2_per_minute: 5,
+        rate_window: Duration::from_secs(60),
         ..config()
     })
     .await;
@@ -2374,6 +2376,7 @@ async fn oauth_tokens_expire_after_their_lifetime_or_on_demand() {
 async fn the_bot_has_its_own_rate_budget() {
     let t = start(EmulatorConfig {
         tier2_per_minute: 2,
+        rate_window: Duration::from_secs(60),
         ..oauth_config()
     })
     .await;

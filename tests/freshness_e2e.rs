@@ -390,3 +390,67 @@ async fn a_slow_usage_request_does_not_hold_up_another_objects_change() {
         "{counters:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_deletes_made_outside_are_noticed_within_the_read_budget_not_the_resync() {
+    // The default cadence (300 s), with the default read budget: a tenth of Tier 1.
+    let mut flags = DEFAULT_CADENCE.to_vec();
+    flags.extend(["--read-budget-share", "0.1"]);
+    let (ns, emu, _op) = setup("drift-watch", ADMIN_KEY, &flags).await;
+    let api: Api<QlikAutomation> = ns.api();
+    for name in ["watched-a", "watched-b"] {
+        ns.apply_yaml::<QlikAutomation>(&automation_yaml(name, ""))
+            .await;
+    }
+    let a = wait_ready(&api, "watched-a").await;
+    wait_ready(&api, "watched-b").await;
+    let id = a.status.unwrap().automation_id.unwrap();
+    let tenant = admin_client(&emu);
+
+    // Quiet: the background refreshes list once a second at most (one page; the budget
+    // would allow one every 0.6 s), and write nothing.
+    emu.reset_counters();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let quiet = emu.counters();
+    let lists = quiet.endpoint(Endpoint::ListAutomations);
+    assert!(
+        (3..=12).contains(&lists),
+        "{lists} lists in 10 s: {quiet:?}"
+    );
+    assert_eq!(quiet.writes(), 0, "{quiet:?}");
+
+    // Edited in the Qlik UI: set back long before the 300 s resync.
+    tenant
+        .update_automation(
+            &id,
+            &qlik::model::AutomationRequest {
+                description: Some("edited by hand".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    wait_for("the edit set back", SECONDS, || async {
+        let r = tenant.get_automation(&id).await.ok()?;
+        (r.description.as_deref() == Some("managed by e2e")).then_some(())
+    })
+    .await;
+    assert!(
+        events_for(&ns, "watched-a")
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "Drifted"),
+        "the drift is reported"
+    );
+
+    // Deleted in the Qlik UI: recreated, once, long before the resync.
+    tenant.delete_automation(&id).await.unwrap();
+    let recreated = wait_for("the remote recreated", SECONDS, || async {
+        let a = api.get("watched-a").await.ok()?;
+        let now = a.status.as_ref()?.automation_id.clone()?;
+        (now != id && ready_status(&a)?.0 == ConditionStatus::True).then_some(now)
+    })
+    .await;
+    assert_eq!(remotes_named(&emu, "watched-a").len(), 1);
+    assert!(tenant.get_automation(&recreated).await.is_ok());
+}

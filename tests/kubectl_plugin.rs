@@ -712,7 +712,12 @@ async fn status_shows_the_rate_budget_the_tenant_reported_on_its_own_read() {
     // A limit of its own, so the figure printed can only come from the tenant's headers.
     const TIER1_LIMIT: u32 = 640;
     let ns = TestNamespace::new("plugin-budget").await;
-    let emu = emulator(|c| c.tier1_per_minute = TIER1_LIMIT).await;
+    // The strict one-minute window, so the reset is at most a minute away.
+    let emu = emulator(|c| {
+        c.tier1_per_minute = TIER1_LIMIT;
+        c.rate_window = Duration::from_secs(60);
+    })
+    .await;
     ns.connection_secret("qlik", &emu.base_url(), USER_KEY)
         .await;
     let _op = Operator::start(&ns.name, &[]);

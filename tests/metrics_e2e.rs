@@ -248,6 +248,9 @@ async fn metrics_show_the_rate_budget_and_agree_with_what_the_tenant_counted() {
                 "900",
                 "--tier2-per-minute",
                 "90",
+                // Budgets per minute, so the limits below are the per-minute figures.
+                "--rate-window-seconds",
+                "60",
                 // Nothing converged is looked at again during the test, so the counts settle.
                 "--resync-seconds",
                 "300",

@@ -48,10 +48,27 @@ pub struct RunArgs {
     /// Qlik Tier 2 (write) requests per minute per tenant and key.
     #[arg(long, env = "QAO_TIER2_PER_MINUTE", default_value_t = 100)]
     pub tier2_per_minute: u32,
+    /// The window Qlik counts the tiers over, in seconds (the per-minute limits scaled to
+    /// it): 300 on the live service, so a burst that fits goes at once, then paces.
+    #[arg(long, env = "QAO_RATE_WINDOW_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_window_seconds: u64,
+    /// The share (0–1) of each identity's Tier 1 budget the tenant views may spend listing
+    /// between reconciles, so an edit or delete made outside Kubernetes is noticed within
+    /// seconds; 0 leaves it to the resync.
+    #[arg(long, env = "QAO_READ_BUDGET_SHARE", default_value_t = 0.1, value_parser = parse_share)]
+    pub read_budget_share: f64,
     /// Timeout of one request to Qlik, in seconds.
     #[arg(long, env = "QAO_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
     pub request_timeout_seconds: u64,
     /// Do not verify the tenant's TLS certificate. Dangerous; for test tenants only.
     #[arg(long, env = "QAO_INSECURE_SKIP_TLS_VERIFY", default_value_t = false)]
     pub insecure_skip_tls_verify: bool,
+}
+
+/// A share of a budget: a number from 0 to 1.
+fn parse_share(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{value:?} is not a share from 0 to 1")),
+    }
 }

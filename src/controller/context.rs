@@ -27,6 +27,9 @@ pub struct OperatorSettings {
     pub resync: Duration,
     /// How old a tenant view may be before a reconcile refreshes it.
     pub view_max_age: Duration,
+    /// The share of each identity's Tier 1 budget the views may spend refreshing between
+    /// reconciles to notice out-of-band edits and deletes (0: only when reconciles ask).
+    pub read_budget_share: f64,
 }
 
 /// Everything a reconcile needs.
@@ -280,10 +283,26 @@ impl Context {
                 instance: std::env::var("POD_NAME").ok(),
             },
         );
+        // A remote changed or gone outside Kubernetes wakes the objects linked to it.
+        let stores = automations.clone();
+        let wakers = wake.clone();
+        let on_change: super::view::OnChange = Arc::new(move |ids: &[String]| {
+            for obj in stores.state() {
+                let linked = obj.status.as_ref().and_then(|s| s.automation_id.as_deref());
+                if linked.is_some_and(|id| ids.binary_search_by(|c| c.as_str().cmp(id)).is_ok()) {
+                    wakers.wake(kube::runtime::reflector::ObjectRef::from_obj(obj.as_ref()));
+                }
+            }
+        });
+        let views =
+            TenantViews::new(config.view_max_age).with_drift_watch(super::view::DriftWatch {
+                share: config.read_budget_share,
+                on_change,
+            });
         Context {
             kube,
             pool,
-            views: TenantViews::new(config.view_max_age),
+            views,
             automations,
             settings,
             recorder,

@@ -92,7 +92,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     template.rate_limits = RateLimits {
         tier1_per_minute: args.tier1_per_minute,
         tier2_per_minute: args.tier2_per_minute,
-        window: Duration::from_secs(60),
+        window: Duration::from_secs(args.rate_window_seconds),
     };
     template.request_timeout = Duration::from_secs(args.request_timeout_seconds);
     template.insecure_skip_tls_verify = args.insecure_skip_tls_verify;
@@ -104,6 +104,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         view_max_age: Duration::from_secs(args.view_max_age_seconds.unwrap_or(args.resync_seconds)),
+        read_budget_share: args.read_budget_share,
     };
 
     let mut watch_config = watcher::Config::default().any_semantic();

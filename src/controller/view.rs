@@ -20,6 +20,11 @@
 //!   age for a key the tenant refuses (401, 403), so a bad key costs one request per max age.
 //!   Objects that failed on it are woken ([`TenantView::wake_on_recovery`]) as soon as a
 //!   refresh succeeds.
+//! - Between reconciles, a view with a read budget ([`DriftWatch`], `--read-budget-share`)
+//!   refreshes itself as often as that share of Tier 1 allows (⌈N/200⌉ list calls per
+//!   refresh), and every refresh that finds a remote changed (`updatedAt`) or gone since the
+//!   previous list tells whoever manages it, so an edit or a delete made in the Qlik UI is set
+//!   right in seconds instead of at the next resync.
 //! - Usage figures ([`TenantView::automation_usage`], [`TenantView::tenant_usage`]) are
 //!   informative and never make a reconcile wait: they are fetched in the background at
 //!   most every [`super::usage::USAGE_AGE_FACTOR`] max ages, and each answer says when they were fetched
@@ -29,7 +34,7 @@ use std::{
     collections::HashMap,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, Weak},
     time::Duration,
 };
 
@@ -41,7 +46,7 @@ use crate::{
     backoff::Backoff,
     crd::{Usage, UsageMissing},
     qlik::{
-        ErrorClass, ListParams, QlikClient, QlikError,
+        ErrorClass, ListParams, QlikClient, QlikError, Tier,
         model::{Automation, AutomationSummary},
     },
 };
@@ -53,6 +58,36 @@ pub const REFRESH_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration
 
 type RefreshFuture = Shared<Pin<Box<dyn Future<Output = Result<(), QlikError>> + Send>>>;
 type Wake = Box<dyn FnOnce() + Send>;
+/// Told the ids whose remote changed or vanished between two lists.
+pub type OnChange = Arc<dyn Fn(&[String]) + Send + Sync>;
+
+/// The shortest pause between two background refreshes, however large the budget.
+const WATCH_FLOOR: Duration = Duration::from_secs(1);
+
+/// Refreshing views between reconciles, within a share of Tier 1, to notice out-of-band
+/// edits and deletes in seconds.
+#[derive(Clone)]
+pub struct DriftWatch {
+    /// The share of Tier 1 the background refreshes may spend (0 turns them off).
+    pub share: f64,
+    /// Told which remotes changed or vanished.
+    pub on_change: OnChange,
+}
+
+impl DriftWatch {
+    /// The pause between background refreshes of a view listing `pages` pages, within this
+    /// watch's share of the Tier 1 budget of `limits`: `pages` list calls per refresh.
+    pub fn interval(&self, pages: usize, limits: crate::qlik::RateLimits) -> Duration {
+        let reads_per_window = self.share * f64::from(limits.per_window(Tier::Tier1));
+        if reads_per_window <= 0.0 {
+            return Duration::MAX;
+        }
+        limits
+            .window
+            .mul_f64(pages.max(1) as f64 / reads_per_window)
+            .max(WATCH_FLOOR)
+    }
+}
 
 /// One automation as last seen, and when.
 struct Seen {
@@ -88,6 +123,8 @@ pub struct TenantView {
     list: Mutex<ListState>,
     automation_usage: UsageCache,
     tenant_usage: UsageCache,
+    /// Told which remotes a refresh found changed or gone (see [`DriftWatch`]).
+    on_change: Option<OnChange>,
 }
 
 /// Locks a state mutex; a panic elsewhere while it was held leaves consistent data here
@@ -105,7 +142,38 @@ impl TenantView {
             list: Mutex::new(ListState::default()),
             automation_usage: UsageCache::new(true),
             tenant_usage: UsageCache::new(false),
+            on_change: None,
         }
+    }
+
+    /// Refreshes the view in the background, as often as `watch`'s share of the Tier 1
+    /// budget allows, until the view is dropped; every refresh tells `watch` which remotes
+    /// changed or vanished.
+    fn watch(view: &Arc<TenantView>, watch: DriftWatch) {
+        let weak: Weak<TenantView> = Arc::downgrade(view);
+        tokio::spawn(async move {
+            loop {
+                let pause = match weak.upgrade() {
+                    Some(view) => {
+                        let pages = lock(&view.list).items.len().div_ceil(200);
+                        let pause = watch.interval(pages, view.client.limiter().limits());
+                        // After a failure, not before its retry is due.
+                        pause.max(view.retry_due_in().unwrap_or_default())
+                    }
+                    None => return,
+                };
+                if pause == Duration::MAX {
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+                let Some(view) = weak.upgrade() else { return };
+                let refresh = {
+                    let mut state = lock(&view.list);
+                    view.start_refresh(&mut state, Instant::now())
+                };
+                let _ = refresh.await;
+            }
+        });
     }
 
     /// The client this view lists with.
@@ -179,14 +247,14 @@ impl TenantView {
             .client
             .list_tenant(&ListParams::default().limit(200))
             .await;
-        let wake: Vec<Wake> = {
+        let (wake, changed): (Vec<Wake>, Vec<String>) = {
             let mut state = lock(&self.list);
             state.refresh = None;
             match listed {
                 Ok(items) => {
-                    state.merge_list(items, sent_at);
+                    let changed = state.merge_list(items, sent_at);
                     state.failure = None;
-                    state.waiting.drain().map(|(_, w)| w).collect()
+                    (state.waiting.drain().map(|(_, w)| w).collect(), changed)
                 }
                 Err(error) => {
                     let attempts = state.failure.as_ref().map_or(0, |f| f.attempts + 1);
@@ -203,6 +271,15 @@ impl TenantView {
         };
         for w in wake {
             w();
+        }
+        if let Some(on_change) = &self.on_change
+            && !changed.is_empty()
+        {
+            tracing::debug!(
+                changed = changed.len(),
+                "remotes changed or vanished since the last list"
+            );
+            on_change(&changed);
         }
         Ok(())
     }
@@ -290,7 +367,9 @@ impl ListState {
     }
 
     /// Replaces the list with one sent at `sent_at`, keeping what the tenant said since.
-    fn merge_list(&mut self, listed: Vec<AutomationSummary>, sent_at: Instant) {
+    /// Takes a list sent at `sent_at` as the view; returns the ids whose remote changed
+    /// (`updatedAt`) or vanished since what the view held (nothing on the first list).
+    fn merge_list(&mut self, listed: Vec<AutomationSummary>, sent_at: Instant) -> Vec<String> {
         let mut items: HashMap<String, Seen> = listed
             .into_iter()
             .filter(|a| self.evicted.get(&a.id).is_none_or(|at| *at <= sent_at))
@@ -304,6 +383,21 @@ impl ListState {
                 )
             })
             .collect();
+        // What moved since the last list, by someone else: an answer seen after this list
+        // was sent (a write of our own) is newer than it, not a change.
+        let mut changed = Vec::new();
+        if self.listed_at.is_some() {
+            for (id, old) in &self.items {
+                if old.at > sent_at {
+                    continue;
+                }
+                match items.get(id) {
+                    Some(new) if new.summary.updated_at == old.summary.updated_at => {}
+                    _ => changed.push(id.clone()),
+                }
+            }
+        }
+        changed.sort();
         // Answers that arrived while the list was on its way are newer than it.
         for (id, seen) in self.items.drain() {
             if seen.at > sent_at {
@@ -316,12 +410,14 @@ impl ListState {
         }
         self.items = items;
         self.listed_at = Some(sent_at);
+        changed
     }
 }
 
 /// Every tenant view of the process, one per tenant and key.
 pub struct TenantViews {
     max_age: Duration,
+    watch: Option<DriftWatch>,
     views: Mutex<HashMap<String, Arc<TenantView>>>,
 }
 
@@ -330,22 +426,43 @@ impl TenantViews {
     pub fn new(max_age: Duration) -> TenantViews {
         TenantViews {
             max_age,
+            watch: None,
             views: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Views that also refresh between reconciles within `watch`'s read budget and tell it
+    /// what changed (a share of 0 leaves them to reconciles).
+    pub fn with_drift_watch(mut self, watch: DriftWatch) -> TenantViews {
+        self.watch = (watch.share > 0.0).then_some(watch);
+        self
+    }
+
+    /// A new view of what `client` sees, watched when the views are.
+    fn create(&self, client: &QlikClient) -> Arc<TenantView> {
+        let mut view = TenantView::new(client.clone(), self.max_age);
+        view.on_change = self.watch.as_ref().map(|w| w.on_change.clone());
+        let view = Arc::new(view);
+        if let Some(watch) = &self.watch {
+            TenantView::watch(&view, watch.clone());
+        }
+        view
     }
 
     /// The view of the tenant, key and API generation `client` speaks for.
     pub fn get(&self, client: &QlikClient) -> Arc<TenantView> {
         let mut views = lock(&self.views);
-        let view = views
-            .entry(format!("{}@{}", client.identity(), client.api()))
-            .or_insert_with(|| Arc::new(TenantView::new(client.clone(), self.max_age)));
-        // The same bot with a new secret (a fixed Secret) is the same user, but the old
-        // client would keep sending the old secret: the view starts over with the new one.
-        if view.client.credential() != client.credential() {
-            *view = Arc::new(TenantView::new(client.clone(), self.max_age));
+        let key = format!("{}@{}", client.identity(), client.api());
+        let stale = views
+            .get(&key)
+            // The same bot with a new secret (a fixed Secret) is the same user, but the old
+            // client would keep sending the old secret: the view starts over with the new
+            // one (and the old one's watch ends with it).
+            .is_none_or(|view| view.client.credential() != client.credential());
+        if stale {
+            views.insert(key.clone(), self.create(client));
         }
-        view.clone()
+        views[&key].clone()
     }
 }
 
@@ -359,6 +476,60 @@ mod tests {
             name: Some(name.into()),
             ..AutomationSummary::default()
         }
+    }
+
+    fn updated(id: &str, at: &str) -> AutomationSummary {
+        AutomationSummary {
+            id: id.into(),
+            updated_at: Some(at.into()),
+            ..AutomationSummary::default()
+        }
+    }
+
+    #[test]
+    fn a_list_names_what_changed_or_vanished_since_the_last_and_not_our_own_writes() {
+        let mut state = ListState::default();
+        let t0 = Instant::now();
+        let first = vec![updated("a", "1"), updated("b", "1"), updated("c", "1")];
+        assert!(
+            state.merge_list(first, t0).is_empty(),
+            "nothing to compare the first with"
+        );
+        // `a` edited out of band, `b` deleted, `d` new, `c` unchanged.
+        let t1 = t0 + Duration::from_secs(1);
+        let second = vec![updated("a", "2"), updated("c", "1"), updated("d", "1")];
+        assert_eq!(state.merge_list(second, t1), vec!["a", "b"]);
+        // A write of ours answered after the next list was sent is newer than that list.
+        let t2 = t1 + Duration::from_secs(1);
+        state.items.insert(
+            "c".into(),
+            Seen {
+                summary: updated("c", "3"),
+                at: t2 + Duration::from_millis(1),
+            },
+        );
+        let third = vec![updated("a", "2"), updated("c", "1"), updated("d", "1")];
+        assert!(state.merge_list(third, t2).is_empty());
+    }
+
+    #[test]
+    fn the_background_refresh_spends_its_share_of_tier1() {
+        let watch = DriftWatch {
+            share: 0.1,
+            on_change: Arc::new(|_: &[String]| {}),
+        };
+        let limits = crate::qlik::RateLimits::default();
+        // 10 % of 5000 reads per 5 minutes: 500 lists; 5 pages (1000 automations) every 3 s.
+        assert_eq!(watch.interval(5, limits), Duration::from_secs(3));
+        // One page every 0.6 s by budget, but at most once a second.
+        assert_eq!(watch.interval(0, limits), Duration::from_secs(1));
+        // 50 pages (10 000 automations): every 30 s.
+        assert_eq!(watch.interval(50, limits), Duration::from_secs(30));
+        let off = DriftWatch {
+            share: 0.0,
+            ..watch
+        };
+        assert_eq!(off.interval(5, limits), Duration::MAX);
     }
 
     #[test]

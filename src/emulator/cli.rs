@@ -75,6 +75,11 @@ pub struct EmulatorArgs {
     #[arg(long, env = "QLIK_EMULATOR_TIER2_PER_MINUTE", default_value_t = 100)]
     pub tier2_per_minute: u32,
 
+    /// The window the tiers are counted over, in seconds (the per-minute limits scaled to
+    /// it): 300 as on the live service, 60 for the strict case.
+    #[arg(long, env = "QLIK_EMULATOR_RATE_WINDOW_SECONDS", default_value_t = 300)]
+    pub rate_window_seconds: u64,
+
     /// How long a run takes from creation to its final status, in milliseconds.
     #[arg(long, env = "QLIK_EMULATOR_RUN_DURATION_MS", default_value_t = 2000)]
     pub run_duration_ms: u64,
@@ -138,6 +143,7 @@ impl fmt::Debug for EmulatorArgs {
             .field("spaces", &self.spaces)
             .field("tier1_per_minute", &self.tier1_per_minute)
             .field("tier2_per_minute", &self.tier2_per_minute)
+            .field("rate_window_seconds", &self.rate_window_seconds)
             .field("run_duration_ms", &self.run_duration_ms)
             .field("export_ttl_secs", &self.export_ttl_secs)
             .field("normalize_schedules", &self.normalize_schedules)
@@ -222,6 +228,7 @@ impl EmulatorArgs {
             spaces,
             tier1_per_minute: self.tier1_per_minute,
             tier2_per_minute: self.tier2_per_minute,
+            rate_window: Duration::from_secs(self.rate_window_seconds),
             run_duration: Duration::from_millis(self.run_duration_ms),
             export_ttl: Duration::from_secs(self.export_ttl_secs),
             normalize_schedules: self.normalize_schedules,

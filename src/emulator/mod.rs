@@ -194,10 +194,15 @@ pub struct EmulatorConfig {
     pub oauth_token_ttl: Duration,
     /// The shared spaces automations may be created in or moved to.
     pub spaces: Vec<String>,
-    /// Tier 1 (reads) requests allowed per user in any 60-second window.
+    /// Tier 1 (reads) requests allowed per user per minute, counted over `rate_window`.
     pub tier1_per_minute: u32,
-    /// Tier 2 (writes and actions) requests allowed per user in any 60-second window.
+    /// Tier 2 (writes and actions) requests allowed per user per minute, counted over
+    /// `rate_window`.
     pub tier2_per_minute: u32,
+    /// The sliding window the tiers are counted over, the per-minute limits scaled to it:
+    /// five minutes as on the live service (Qlik's "to support bursts"); one minute is the
+    /// strict case.
+    pub rate_window: Duration,
     /// How long a run takes from creation to its final status.
     pub run_duration: Duration,
     /// How long an export or debug URL stays valid.
@@ -220,6 +225,7 @@ impl Default for EmulatorConfig {
             spaces: Vec::new(),
             tier1_per_minute: 1000,
             tier2_per_minute: 100,
+            rate_window: crate::qlik::ratelimit::DEFAULT_WINDOW,
             run_duration: Duration::from_secs(2),
             export_ttl: Duration::from_secs(5 * 60),
             normalize_schedules: false,

@@ -50,6 +50,7 @@ pub(super) struct Shared {
     keys: HashMap<String, Caller>,
     tier1_per_minute: u32,
     tier2_per_minute: u32,
+    rate_window: Duration,
     export_ttl: Duration,
     addr: SocketAddr,
     /// The tenant.
@@ -70,11 +71,13 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// The requests `tier` allows per user within the window.
     fn limit(&self, tier: Tier) -> u32 {
-        match tier {
+        let per_minute = match tier {
             Tier::Tier1 => self.tier1_per_minute,
             Tier::Tier2 => self.tier2_per_minute,
-        }
+        };
+        crate::qlik::ratelimit::scaled_to_window(per_minute, self.rate_window)
     }
 
     /// Every automation's detail JSON, oldest first.
@@ -117,6 +120,11 @@ impl RunningEmulator {
         }
         let tokens = Tokens::new(&config.oauth_clients, config.oauth_token_ttl)
             .map_err(EmulatorError::InvalidConfig)?;
+        if config.rate_window.is_zero() {
+            return Err(EmulatorError::InvalidConfig(
+                "the rate window must be at least one second".to_owned(),
+            ));
+        }
         if config.tier1_per_minute == 0 || config.tier2_per_minute == 0 {
             return Err(EmulatorError::InvalidConfig(
                 "rate limits must allow at least one request per minute".to_owned(),
@@ -144,6 +152,7 @@ impl RunningEmulator {
             keys,
             tier1_per_minute: config.tier1_per_minute,
             tier2_per_minute: config.tier2_per_minute,
+            rate_window: config.rate_window,
             export_ttl: config.export_ttl,
             addr,
             store: Mutex::new(store),
@@ -402,6 +411,7 @@ async fn api(
         &caller.user_id,
         endpoint.tier(),
         shared.limit(endpoint.tier()),
+        shared.rate_window,
         Instant::now(),
     );
     let quota = match checked {

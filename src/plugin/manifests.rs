@@ -369,7 +369,10 @@ items:
         obj.spec.space_id = Some(String::new());
         let d = desired(&obj, d.workspace.clone());
         let text = describe_changes(&d, &remote, &plan(&d, &remote)).join("\n");
-        assert!(text.ends_with("spaceId: \"team-a\" → personal (change-space)"), "{text}");
+        assert!(
+            text.ends_with("spaceId: \"team-a\" → personal (change-space)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -170,7 +170,8 @@ mod tests {
             assert_eq!(caller, a.caller());
             assert_eq!(caller.tenant, "t1.example.com:8443");
             assert!(!caller.identity.contains("k1"));
-            let limit = if *tier == Tier::Tier2 { 7 } else { 1000 };
+            // Per window: the per-minute limits times the five minutes Qlik counts over.
+            let limit = if *tier == Tier::Tier2 { 35 } else { 5000 };
             assert_eq!(
                 *budget,
                 Budget {

@@ -7,9 +7,18 @@
 //! may go no earlier than one window after the (k − limit)-th. Slots are handed out in call
 //! order, so many waiting reconciles converge at exactly the tier's rate with no 429 storm.
 //!
-//! The limiter also keeps, per tier, what the tenant last said about the budget in its
-//! `Ratelimit-*` headers ([`RateLimiter::reported`]). That is a record for people and tools
-//! (`kubectl qlik status`), not an input: the pacing above does not look at it.
+//! Qlik counts each tier over a 5-minute window "to support bursts" (the per-minute limits
+//! times five), so the default window here is 300 s too: a first apply that fits the window
+//! goes out at once, then paces.
+//!
+//! The limiter knows only its own requests; the tenant counts everyone's who uses the same
+//! user (another tool sharing a bot or key). So every answer's `Ratelimit-*` headers correct
+//! it ([`RateLimiter::record_reported`]): when the tenant says less is left than the limiter
+//! believes, the difference is booked as requests made by someone else just now (they leave
+//! the window a window later, which is never sooner than the real ones), and when the tenant
+//! says nothing is left the tier waits for the reset. A report of more than the limiter
+//! believes is never taken: the configured limit is the ceiling. The last report per tier is
+//! also kept for people and tools ([`RateLimiter::reported`], `kubectl qlik status`).
 
 use std::{collections::VecDeque, sync::Mutex, time::Duration};
 
@@ -18,17 +27,24 @@ use tokio::time::Instant;
 
 use super::endpoint::Tier;
 
+/// The precision of `Ratelimit-Reset` (epoch seconds).
+const RESET_PRECISION: Duration = Duration::from_secs(1);
+
 /// The longest a 429 may block a tier.
 const MAX_BLOCK: Duration = Duration::from_secs(3600);
 
-/// Per-minute limits of the two tiers.
+/// The window Qlik counts its tiers over: five minutes.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+
+/// Per-minute limits of the two tiers and the window they are counted over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
-    /// Tier 1 (reads) requests per window.
+    /// Tier 1 (reads) requests per minute.
     pub tier1_per_minute: u32,
-    /// Tier 2 (writes) requests per window.
+    /// Tier 2 (writes) requests per minute.
     pub tier2_per_minute: u32,
-    /// The window the limits apply to; one minute on the live service.
+    /// The window the limits are counted over ([`DEFAULT_WINDOW`] on the live service);
+    /// each tier may send its per-minute limit times the window's minutes within any window.
     pub window: Duration,
 }
 
@@ -37,19 +53,27 @@ impl Default for RateLimits {
         RateLimits {
             tier1_per_minute: Tier::Tier1.default_per_minute(),
             tier2_per_minute: Tier::Tier2.default_per_minute(),
-            window: Duration::from_secs(60),
+            window: DEFAULT_WINDOW,
         }
     }
 }
 
 impl RateLimits {
-    /// The limit of one tier.
+    /// The requests one tier may send within any window: the per-minute limit scaled to the
+    /// window (at least one).
     pub fn per_window(&self, tier: Tier) -> u32 {
-        match tier {
+        let per_minute = match tier {
             Tier::Tier1 => self.tier1_per_minute,
             Tier::Tier2 => self.tier2_per_minute,
-        }
+        };
+        scaled_to_window(per_minute, self.window)
     }
+}
+
+/// `per_minute` scaled to `window` (rounded down, at least one): what Qlik allows in a window.
+pub fn scaled_to_window(per_minute: u32, window: Duration) -> u32 {
+    let scaled = u128::from(per_minute) * window.as_millis() / 60_000;
+    u32::try_from(scaled).unwrap_or(u32::MAX).max(1)
 }
 
 /// How far from the time of the answer a `Ratelimit-Reset` may be and still be believed.
@@ -124,6 +148,40 @@ impl TierSlots {
         }
     }
 
+    /// Books requests the tenant counted and this limiter did not make: `remaining` is what
+    /// the tenant says is left now, `reset_in` when its window frees a slot. Only ever
+    /// lowers the belief.
+    fn correct(&mut self, now: Instant, window: Duration, remaining: u32, reset_in: Duration) {
+        // What the tenant can have counted of ours: slots taken in the window up to now
+        // (those reserved for later are not sent yet).
+        let counted = self
+            .reserved
+            .iter()
+            .filter(|at| **at <= now && **at + window > now)
+            .count();
+        let believed = self.limit.saturating_sub(counted);
+        let unseen = believed.saturating_sub(remaining as usize);
+        if unseen > 0 {
+            // The tenant frees its oldest counted request at the reset: the first unseen one
+            // leaves then; the others are taken as made just now (never sooner than real).
+            let oldest = now
+                .checked_sub(window.saturating_sub(reset_in))
+                .unwrap_or(now);
+            self.reserved.push_back(oldest);
+            for _ in 1..unseen {
+                self.reserved.push_back(now);
+            }
+            self.reserved.make_contiguous().sort();
+            while self.reserved.len() > self.limit {
+                self.reserved.pop_front();
+            }
+        }
+        if remaining == 0 {
+            let until = now + reset_in.min(window);
+            self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
+        }
+    }
+
     fn reserve(&mut self, now: Instant, window: Duration) -> Instant {
         let mut at = now;
         if self.reserved.len() >= self.limit
@@ -176,8 +234,8 @@ impl RateLimiter {
             limits,
             margin: (limits.window / 100).min(Duration::from_millis(500)),
             tiers: Mutex::new([
-                TierSlots::new(limits.tier1_per_minute),
-                TierSlots::new(limits.tier2_per_minute),
+                TierSlots::new(limits.per_window(Tier::Tier1)),
+                TierSlots::new(limits.per_window(Tier::Tier2)),
             ]),
             reported: Mutex::new([None; 2]),
         }
@@ -217,15 +275,30 @@ impl RateLimiter {
         tokio::time::sleep_until(at).await;
     }
 
-    /// Records what the tenant said about `tier`'s budget in an answer. The latest answer
-    /// wins: one that arrived before the record already held (by `seen_at`) is dropped.
-    /// Only a record: how requests are paced does not change.
+    /// Takes what the tenant said about `tier`'s budget in an answer that just arrived: the
+    /// pacing books what the tenant counted beyond this limiter's own requests (see the
+    /// module doc), and the report is kept — the latest answer wins; one that arrived before
+    /// the record already held (by `seen_at`) is not kept.
     pub fn record_reported(&self, tier: Tier, budget: ReportedBudget) {
         let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut reported[Self::index(tier)];
-        if slot.is_none_or(|held| held.seen_at <= budget.seen_at) {
-            *slot = Some(budget);
+        if slot.is_some_and(|held| held.seen_at > budget.seen_at) {
+            // Older than what is known: neither kept nor believed.
+            return;
         }
+        *slot = Some(budget);
+        // The header has whole seconds: the reset may be up to a second later than it says.
+        let reset_in = (budget.reset_at - budget.seen_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            + RESET_PRECISION;
+        let mut tiers = self.tiers.lock().unwrap_or_else(|e| e.into_inner());
+        tiers[Self::index(tier)].correct(
+            Instant::now(),
+            self.limits.window + self.margin,
+            budget.remaining,
+            reset_in,
+        );
     }
 
     /// What the tenant last said about `tier`'s budget, if any answer in that tier carried
@@ -269,20 +342,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_five_minute_window_allows_five_minutes_of_budget_at_once() {
+        let l = limiter(1000, 100, 300_000);
+        assert_eq!(l.limits().per_window(Tier::Tier2), 500);
+        let start = Instant::now();
+        let slots: Vec<Duration> = (0..501).map(|_| l.reserve(Tier::Tier2) - start).collect();
+        assert!(slots[..500].iter().all(|d| d.is_zero()));
+        assert_eq!(slots[500], Duration::from_secs(300) + l.margin);
+        assert_eq!(
+            scaled_to_window(7, Duration::from_secs(1)),
+            1,
+            "at least one"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn never_more_than_the_limit_in_any_window() {
-        let l = limiter(100, 10, 1_000);
+        let l = limiter(100, 10, 60_000);
         let start = Instant::now();
         let mut sent = Vec::new();
         for i in 0..55u64 {
             // Callers arrive irregularly.
-            tokio::time::advance(Duration::from_millis(i % 7 * 13)).await;
+            tokio::time::advance(Duration::from_millis(i % 7 * 780)).await;
             l.acquire(Tier::Tier2).await;
             sent.push(Instant::now() - start);
         }
         for (i, t) in sent.iter().enumerate() {
             let in_window = sent[i..]
                 .iter()
-                .take_while(|u| **u < *t + Duration::from_millis(1_000))
+                .take_while(|u| **u < *t + Duration::from_millis(60_000))
                 .count();
             assert!(
                 in_window <= 10,
@@ -490,7 +578,7 @@ mod reported {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_latest_answer_per_tier_is_kept_and_pacing_is_untouched() {
+    async fn the_latest_answer_per_tier_is_kept() {
         let l = RateLimiter::new(RateLimits {
             tier1_per_minute: 2,
             tier2_per_minute: 1,
@@ -520,12 +608,65 @@ mod reported {
         l.record_reported(Tier::Tier2, budget(0, "2026-12-02T07:14:25Z"));
         assert_eq!(l.reported(Tier::Tier2).unwrap().remaining, 0);
         assert_eq!(l.reported(Tier::Tier1).unwrap().remaining, 990);
-        // The tenant saying the tier is used up neither blocks nor shrinks the limiter's own
-        // budget: pacing follows the configured limits only.
-        let start = Instant::now();
-        assert_eq!(l.remaining(Tier::Tier2), 1);
-        assert_eq!(l.reserve(Tier::Tier2), start);
+        // Reports of more than the configured limit never raise it.
         assert_eq!(l.remaining(Tier::Tier1), 2);
         assert_eq!(l.limits().per_window(Tier::Tier1), 2);
+    }
+
+    fn reported(limit: u32, remaining: u32, reset_in_secs: i64) -> ReportedBudget {
+        let seen = at("2026-12-02T07:14:23Z");
+        ReportedBudget {
+            limit,
+            remaining,
+            reset_at: seen + TimeDelta::seconds(reset_in_secs),
+            seen_at: seen,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_someone_else_spent_is_booked_until_the_tenant_frees_it() {
+        let l = RateLimiter::new(RateLimits {
+            tier1_per_minute: 1000,
+            tier2_per_minute: 10,
+            window: Duration::from_secs(60),
+        });
+        let window = Duration::from_secs(60) + l.margin;
+        let start = Instant::now();
+        // Two of ours went out; the tenant says 3 are left of 10: 5 were someone else's.
+        l.reserve(Tier::Tier2);
+        l.reserve(Tier::Tier2);
+        l.record_reported(Tier::Tier2, reported(10, 3, 40));
+        assert_eq!(l.remaining(Tier::Tier2), 3);
+        // The same report again books nothing more: the belief already matches.
+        l.record_reported(Tier::Tier2, reported(10, 3, 40));
+        assert_eq!(l.remaining(Tier::Tier2), 3);
+        // So three more go at once; the fourth when the tenant said its oldest counted
+        // request leaves (40 s), the fifth when the next leaves: a window after ours.
+        let slots: Vec<Duration> = (0..5).map(|_| l.reserve(Tier::Tier2) - start).collect();
+        assert_eq!(&slots[..3], &[Duration::ZERO; 3]);
+        assert_eq!(
+            slots[3],
+            Duration::from_secs(41),
+            "the reset, plus its precision"
+        );
+        assert_eq!(slots[4], window);
+        // Reports of more left than believed are not taken.
+        l.record_reported(Tier::Tier2, reported(10, 10, 0));
+        assert_eq!(l.remaining(Tier::Tier2), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_left_waits_for_the_reset() {
+        let l = RateLimiter::new(RateLimits {
+            tier1_per_minute: 1000,
+            tier2_per_minute: 10,
+            window: Duration::from_secs(60),
+        });
+        let start = Instant::now();
+        l.record_reported(Tier::Tier2, reported(10, 0, 17));
+        assert_eq!(l.remaining(Tier::Tier2), 0);
+        assert_eq!(l.reserve(Tier::Tier2) - start, Duration::from_secs(18));
+        // The other tier is untouched.
+        assert_eq!(l.reserve(Tier::Tier1), start);
     }
 }

@@ -198,6 +198,8 @@ mod tests {
                         .times(1),
                 ],
             },
+            // One-minute windows on both sides: the budgets below are per-minute figures.
+            rate_window: Duration::from_secs(60),
             ..EmulatorConfig::default()
         })
         .await
@@ -205,6 +207,7 @@ mod tests {
         let recorded = Arc::new(Recorded::default());
         let client = |key: &str| {
             let mut config = ClientConfig::new(emu.base_url(), ApiKey::new(key));
+            config.rate_limits.window = Duration::from_secs(60);
             config.telemetry = Some(recorded.clone());
             config.retry = RetryPolicy {
                 base_delay: Duration::from_millis(1),

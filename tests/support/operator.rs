@@ -351,14 +351,20 @@ pub fn free_addr() -> SocketAddr {
 }
 
 /// The arguments of `run` as these tests start it: watching `namespaces` (comma-separated),
-/// serving `/metrics`, `/healthz` and `/readyz` on `listen`, with a 3 s resync and a 1 s view
-/// age unless `extra` sets `--resync-seconds` or `--view-max-age-seconds`, then `extra`.
+/// serving `/metrics`, `/healthz` and `/readyz` on `listen`, with a 3 s resync, a 1 s view
+/// age and no background refreshes (so request counts are the reconciles' own) unless
+/// `extra` sets `--resync-seconds`, `--view-max-age-seconds` or `--read-budget-share`, then
+/// `extra`.
 pub fn run_args(namespaces: &str, listen: &str, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = ["run", "--namespaces", namespaces, "--listen", listen]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    for (flag, default) in [("--resync-seconds", "3"), ("--view-max-age-seconds", "1")] {
+    for (flag, default) in [
+        ("--resync-seconds", "3"),
+        ("--view-max-age-seconds", "1"),
+        ("--read-budget-share", "0"),
+    ] {
         if !extra.contains(&flag) {
             args.extend([flag.to_string(), default.to_string()]);
         }

@@ -7,6 +7,12 @@
 //! cargo bench --bench convergence -- --sizes 1000 --competitor-share 0.5
 //! ```
 //!
+//! After the change latencies, `--drift-edits K` (default 20) edits K automations out of band
+//! (as an admin in the Qlik UI would) and measures how long until the operator has set each
+//! back, then runs a bench-only per-resource poller (one GET per automation, round robin)
+//! spending the same reads per second as the operator's drift watch
+//! (`--read-budget-share` of Tier 1) and measures how long it takes to see each edit.
+//!
 //! `--competitor-share S` adds another tool using the operator's key during the cold phase:
 //! a client with a limiter of its own spending S of Tier 2 (idempotent enables). The floor is
 //! then computed from what it leaves, and the operator's own 429s are told apart from the
@@ -50,6 +56,7 @@ struct Settings {
     intervals: u32,
     changes: usize,
     competitor_share: f64,
+    drift_edits: usize,
 }
 
 impl Settings {
@@ -61,6 +68,7 @@ impl Settings {
             intervals: 3,
             changes: 25,
             competitor_share: 0.0,
+            drift_edits: 20,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -91,6 +99,10 @@ impl Settings {
                         .parse::<f64>()
                         .map(|v| v.clamp(0.0, 0.9))
                         .unwrap_or(s.competitor_share);
+                    i += 1;
+                }
+                "--drift-edits" => {
+                    s.drift_edits = value.parse().unwrap_or(s.drift_edits);
                     i += 1;
                 }
                 "--changes" => {
@@ -223,8 +235,152 @@ struct Row {
     steady_tier2: f64,
     change_median: Duration,
     change_p99: Duration,
+    drift: Option<Drift>,
     peak_rss_mib: f64,
     cpu_seconds: f64,
+}
+
+/// The operator's read budget for drift detection: the default `--read-budget-share`.
+const READ_BUDGET_SHARE: f64 = 0.1;
+
+/// Drift-detection latencies: the operator's (edit until set back) and a per-resource
+/// poller's at the same read spend (edit until its GET sees it).
+#[derive(Debug, Clone)]
+struct Drift {
+    operator: Vec<Duration>,
+    poller: Vec<Duration>,
+    poller_reads_per_second: f64,
+}
+
+/// A client of the emulator as its admin, acting in the Qlik UI, sending at most
+/// `tier1_per_minute` reads a minute evenly: over one-second windows, so a poller on it never
+/// bursts a minute's budget at once.
+fn admin_tenant(
+    base_url: &str,
+    tier1_per_minute: u32,
+) -> qlik_automations_operator::qlik::QlikClient {
+    use qlik_automations_operator::qlik::{ApiKey, ClientConfig, QlikClient, RateLimits};
+    let mut config = ClientConfig::new(base_url, ApiKey::new(support::operator::ADMIN_KEY));
+    config.api = qlik_automations_operator::qlik::Api::V1;
+    config.rate_limits = RateLimits {
+        tier1_per_minute: tier1_per_minute.max(60),
+        tier2_per_minute: 100_000,
+        window: Duration::from_secs(1),
+    };
+    QlikClient::new(config).unwrap()
+}
+
+/// Edits `ids` out of band one at a time and measures until the operator has set each back
+/// (its description is the manifest's again).
+async fn operator_drift(emu: &RunningEmulator, ids: &[String]) -> Vec<Duration> {
+    use qlik_automations_operator::qlik::model::AutomationRequest;
+    let tenant = admin_tenant(&emu.base_url(), 100_000);
+    let mut latencies = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let before = tenant.get_automation(id).await.unwrap().description;
+        let t0 = Instant::now();
+        tenant
+            .update_automation(
+                id,
+                &AutomationRequest {
+                    description: Some(format!("edited by hand {i}")),
+                    ..AutomationRequest::default()
+                },
+            )
+            .await
+            .unwrap();
+        loop {
+            let now = emu
+                .automations()
+                .iter()
+                .find(|a| a["id"] == id.as_str())
+                .and_then(|a| a["description"].as_str().map(str::to_owned));
+            if now == before {
+                latencies.push(t0.elapsed());
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(600) {
+                panic!("drift {i} never set back");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    latencies.sort();
+    latencies
+}
+
+/// A per-resource poller spending `reads_per_second` GETs round robin over `all`: edits
+/// every one of `edited` out of band while it runs and measures, for each, until one of its
+/// GETs shows the edit. Bench-only, on the project's client.
+async fn poller_drift(
+    emu: &RunningEmulator,
+    all: Vec<String>,
+    edited: &[String],
+    reads_per_second: f64,
+) -> Vec<Duration> {
+    use qlik_automations_operator::qlik::model::AutomationRequest;
+    use std::{collections::HashMap, sync::Mutex};
+    let seen: std::sync::Arc<Mutex<HashMap<String, String>>> = Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let client = admin_tenant(&emu.base_url(), (reads_per_second * 60.0).round() as u32);
+        let seen = seen.clone();
+        let stop = stop.clone();
+        // Its own limiter paces it at exactly its budget.
+        tokio::spawn(async move {
+            let mut next = all.iter().cycle();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = next.next().unwrap();
+                if let Ok(a) = client.get_automation(id).await {
+                    seen.lock()
+                        .unwrap()
+                        .insert(id.clone(), a.description.unwrap_or_default());
+                }
+            }
+        })
+    };
+    // All edits at once (a poller's latency does not depend on the others), each timed from
+    // its own edit until a GET of the poller shows it.
+    let tenant = admin_tenant(&emu.base_url(), 100_000);
+    let mut pending = Vec::new();
+    for (i, id) in edited.iter().enumerate() {
+        let text = format!("polled edit {i}");
+        let t0 = Instant::now();
+        tenant
+            .update_automation(
+                id,
+                &AutomationRequest {
+                    description: Some(text.clone()),
+                    ..AutomationRequest::default()
+                },
+            )
+            .await
+            .unwrap();
+        pending.push((id.clone(), text, t0));
+    }
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    while !pending.is_empty() {
+        {
+            let seen = seen.lock().unwrap();
+            pending.retain(|(id, text, t0)| {
+                let found = seen.get(id) == Some(text);
+                if found {
+                    latencies.push(t0.elapsed());
+                }
+                !found
+            });
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            panic!("the poller never saw {} edits", pending.len());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = poller.await;
+    latencies.sort();
+    latencies
 }
 
 /// What the competing tool did during the cold phase.
@@ -393,6 +549,42 @@ async fn run_size(n: usize, settings: &Settings) -> Row {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     latencies.sort();
+    // The footprint over the phases the tables have always covered.
+    let peak_rss_mib = peak_rss_mib(pid);
+    let cpu_seconds = cpu_seconds(pid);
+
+    // Drift: the operator's watch, then a per-resource poller at the same read spend.
+    let drift = if settings.drift_edits > 0 {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let a = api.get(&format!("bench-{i:05}")).await.unwrap();
+            ids.push(a.status.and_then(|s| s.automation_id).unwrap());
+        }
+        let edited: Vec<String> = (0..settings.drift_edits)
+            .map(|i| ids[(i * 104_729 + 13) % n].clone())
+            .collect();
+        eprintln!(
+            "[bench] N = {n}: {} out-of-band edits, the operator's watch",
+            edited.len()
+        );
+        let operator = operator_drift(&emu, &edited).await;
+        // The watch's spend: its share of Tier 1 (the window's budget over the window).
+        let reads_per_second = READ_BUDGET_SHARE * f64::from(settings.tier1()) / 60.0;
+        drop(op);
+        eprintln!(
+            "[bench] N = {n}: {} out-of-band edits, a per-resource poller at {reads_per_second:.1} reads/s",
+            edited.len()
+        );
+        let poller = poller_drift(&emu, ids, &edited, reads_per_second).await;
+        Some(Drift {
+            operator,
+            poller,
+            poller_reads_per_second: reads_per_second,
+        })
+    } else {
+        drop(op);
+        None
+    };
     let row = Row {
         n,
         cold,
@@ -404,10 +596,10 @@ async fn run_size(n: usize, settings: &Settings) -> Row {
         steady_tier2,
         change_median: percentile(&latencies, 50.0),
         change_p99: percentile(&latencies, 99.0),
-        peak_rss_mib: peak_rss_mib(pid),
-        cpu_seconds: cpu_seconds(pid),
+        drift,
+        peak_rss_mib,
+        cpu_seconds,
     };
-    drop(op);
     emu.shutdown().await;
     row
 }
@@ -438,6 +630,22 @@ fn main() {
         settings.intervals,
         settings.changes
     );
+    for r in &rows {
+        if let Some(d) = &r.drift {
+            println!(
+                "drift, N = {}: {} out-of-band edits; the operator (--read-budget-share {READ_BUDGET_SHARE}) set each back, median {:.1} s, p99 {:.1} s; a per-resource poller at the same {:.1} reads/s saw each, median {:.1} s, p99 {:.1} s ({:.0}x slower at the median)",
+                r.n,
+                d.operator.len(),
+                percentile(&d.operator, 50.0).as_secs_f64(),
+                percentile(&d.operator, 99.0).as_secs_f64(),
+                d.poller_reads_per_second,
+                percentile(&d.poller, 50.0).as_secs_f64(),
+                percentile(&d.poller, 99.0).as_secs_f64(),
+                percentile(&d.poller, 50.0).as_secs_f64()
+                    / percentile(&d.operator, 50.0).as_secs_f64().max(1e-3)
+            );
+        }
+    }
     if settings.competitor_share > 0.0 {
         println!(
             "competitor: another client on the operator's key spending {:.0}% of Tier 2 during the cold phase; floor from what it leaves",

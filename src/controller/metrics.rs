@@ -6,7 +6,7 @@
 //! them with their labels.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     fmt,
     sync::Mutex,
     time::{Duration, Instant},
@@ -139,6 +139,9 @@ pub struct Metrics {
     pub qlik_requests: Family<RequestLabels, Counter>,
     /// Requests Qlik answered 429.
     pub qlik_rate_limited: Family<TierLabels, Counter>,
+    /// Requests Qlik answered 429 in the last hour: what `kubectl qlik status` shows, which
+    /// reads one scrape and so cannot take a rate of the counter.
+    pub qlik_rate_limited_last_hour: Family<TierLabels, Gauge>,
     /// How long requests waited for a send slot in the limiter, in seconds.
     pub rate_limit_wait: HistogramFamily<TierLabels>,
     /// What the limiter believes is left in the current window.
@@ -154,6 +157,10 @@ pub struct Metrics {
     /// The labels each object is counted under in `objects`, by (kind, `namespace/name`),
     /// and when it was last reported.
     counted: Mutex<HashMap<(String, String), (ObjectLabels, Instant)>>,
+    /// The 429s of the last hour per tier, by minute since `started`.
+    recent_429s: Mutex<HashMap<TierLabels, VecDeque<(u64, u64)>>>,
+    /// When these metrics began: minute 0 of `recent_429s`.
+    started: Instant,
 }
 
 impl fmt::Debug for Metrics {
@@ -197,6 +204,12 @@ impl Default for Metrics {
             "qlik_rate_limited",
             "Requests Qlik answered 429, by tenant, key digest and tier",
             qlik_rate_limited.clone(),
+        );
+        let qlik_rate_limited_last_hour = Family::<TierLabels, Gauge>::default();
+        registry.register(
+            "qlik_rate_limited_last_hour",
+            "Requests Qlik answered 429 in the last hour (to the minute), by tenant, key digest and tier",
+            qlik_rate_limited_last_hour.clone(),
         );
         let rate_limit_wait: HistogramFamily<TierLabels> =
             Family::new_with_constructor(|| Histogram::new(WAIT_BUCKETS));
@@ -245,11 +258,14 @@ impl Default for Metrics {
             leader,
             qlik_requests,
             qlik_rate_limited,
+            qlik_rate_limited_last_hour,
             rate_limit_wait,
             rate_budget_remaining,
             rate_budget_limit,
             objects,
             counted: Mutex::new(HashMap::new()),
+            recent_429s: Mutex::new(HashMap::new()),
+            started: Instant::now(),
         }
     }
 }
@@ -327,8 +343,43 @@ impl Metrics {
         });
     }
 
+    /// Counts a 429 at `at` in the last-hour gauge of `labels`.
+    fn rate_limited_at(&self, labels: TierLabels, at: Instant) {
+        let minute = self.minute(at);
+        let mut recent = self.recent_429s.lock().unwrap_or_else(|e| e.into_inner());
+        let minutes = recent.entry(labels).or_default();
+        match minutes.back_mut() {
+            Some((m, count)) if *m == minute => *count += 1,
+            _ => minutes.push_back((minute, 1)),
+        }
+        drop(recent);
+        self.refresh_last_hour(at);
+    }
+
+    /// Sets every last-hour gauge to the 429s of the 60 minutes up to `now` (the current
+    /// minute included), forgetting older minutes.
+    fn refresh_last_hour(&self, now: Instant) {
+        let oldest = self.minute(now).saturating_sub(59);
+        let mut recent = self.recent_429s.lock().unwrap_or_else(|e| e.into_inner());
+        for (labels, minutes) in recent.iter_mut() {
+            while minutes.front().is_some_and(|(m, _)| *m < oldest) {
+                minutes.pop_front();
+            }
+            let total: u64 = minutes.iter().map(|(_, count)| count).sum();
+            self.qlik_rate_limited_last_hour
+                .get_or_create(labels)
+                .set(i64::try_from(total).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Whole minutes from `started` to `at`.
+    fn minute(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_secs() / 60
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.refresh_last_hour(Instant::now());
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -359,9 +410,9 @@ impl Telemetry for Metrics {
             })
             .inc();
         if answer.is_rate_limited() {
-            self.qlik_rate_limited
-                .get_or_create(&TierLabels::of(caller, tier))
-                .inc();
+            let labels = TierLabels::of(caller, tier);
+            self.qlik_rate_limited.get_or_create(&labels).inc();
+            self.rate_limited_at(labels, Instant::now());
         }
     }
 
@@ -419,6 +470,46 @@ mod tests {
                 "qlik_automations_operator_objects{{kind=\"QlikAutomation\",ready=\"{ready}\",reason=\"{reason}\"}}"
             ),
         )
+    }
+
+    #[test]
+    fn the_last_hour_of_429s_counts_to_the_minute_and_forgets_older_ones() {
+        let m = Metrics::default();
+        let labels = |tier: &str| TierLabels {
+            tenant: "t.example".into(),
+            identity: "abc".into(),
+            tier: tier.into(),
+        };
+        let gauge = |m: &Metrics, tier: &str| {
+            sample(
+                &{
+                    let mut out = String::new();
+                    let _ = encode(&mut out, &m.registry);
+                    out
+                },
+                &format!(
+                    "qlik_automations_operator_qlik_rate_limited_last_hour{{tenant=\"t.example\",identity=\"abc\",tier=\"{tier}\"}}"
+                ),
+            )
+        };
+        let t0 = m.started;
+        let minutes = |n: u64| t0 + Duration::from_secs(60 * n);
+        m.rate_limited_at(labels("tier2"), minutes(0));
+        m.rate_limited_at(labels("tier2"), minutes(0) + Duration::from_secs(30));
+        m.rate_limited_at(labels("tier2"), minutes(10));
+        m.rate_limited_at(labels("tier1"), minutes(30));
+        assert_eq!(gauge(&m, "tier2"), Some(3.0));
+        assert_eq!(gauge(&m, "tier1"), Some(1.0));
+        // Minute 59 still holds minute 0; minute 60 no longer does.
+        m.refresh_last_hour(minutes(59));
+        assert_eq!(gauge(&m, "tier2"), Some(3.0));
+        m.refresh_last_hour(minutes(60));
+        assert_eq!(gauge(&m, "tier2"), Some(1.0));
+        m.refresh_last_hour(minutes(89) + Duration::from_secs(59));
+        assert_eq!(gauge(&m, "tier2"), Some(0.0));
+        assert_eq!(gauge(&m, "tier1"), Some(1.0));
+        m.refresh_last_hour(minutes(90));
+        assert_eq!(gauge(&m, "tier1"), Some(0.0));
     }
 
     #[test]

@@ -19,9 +19,11 @@ pub mod commands;
 pub mod duration;
 pub mod error;
 pub mod exported;
+pub mod exposition;
 pub mod follow;
 pub mod linediff;
 pub mod manifests;
+pub mod operator_metrics;
 pub mod render;
 pub mod target;
 

@@ -2,6 +2,8 @@
 # Builds kube-apiserver, kubectl (k8s.io/kubernetes@$K8S_VERSION), etcd (the
 # version upstream's go.mod pins) and helm ($HELM_VERSION) into
 #   ${QAO_CONTROL_PLANE_CACHE:-<repo>/target/control-plane}/<K8S_VERSION>/bin
+# With --node it also builds what a one-node cluster adds (kubelet,
+# kube-controller-manager, kube-scheduler, kube-proxy: tests/node/).
 # Only what is missing or out of date is built. Prints the bin dir on its last
 # line. A cold build takes many minutes on 2 cores; later runs take a second.
 set -euo pipefail
@@ -102,8 +104,19 @@ build_helm() {
 }
 
 K8S_STAMP="k8s.io/kubernetes@$K8S_VERSION"
+NODE_COMPONENTS=()
+if [[ "${1:-}" == "--node" ]]; then
+  NODE_COMPONENTS=(kubelet kube-controller-manager kube-scheduler kube-proxy)
+fi
+node_up_to_date() {
+  local name
+  for name in "${NODE_COMPONENTS[@]}"; do
+    needs "$name" "$K8S_STAMP" && return 1
+  done
+  return 0
+}
 if ! needs etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && ! needs kube-apiserver "$K8S_STAMP" &&
-   ! needs kubectl "$K8S_STAMP" && ! needs helm "helm.sh/helm/v3@$HELM_VERSION"; then
+   ! needs kubectl "$K8S_STAMP" && ! needs helm "helm.sh/helm/v3@$HELM_VERSION" && node_up_to_date; then
   cp_log "binaries up to date (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION)"
   echo "$CP_BIN"
   exit 0
@@ -114,5 +127,8 @@ build_etcd
 build_k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build_k8s kubectl k8s.io/kubernetes/cmd/kubectl
 build_helm
+for name in "${NODE_COMPONENTS[@]}"; do
+  build_k8s "$name" "k8s.io/kubernetes/cmd/$name"
+done
 cp_log "all binaries ready in $((SECONDS - total_start))s"
 echo "$CP_BIN"

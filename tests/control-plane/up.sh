@@ -17,6 +17,8 @@
 # that was stopped (e.g. by stop-apiserver.sh) is started again with the same
 # data, certificates and, if still free, the same port.
 # Extra kube-apiserver flags: QAO_CP_APISERVER_EXTRA_ARGS (split on spaces).
+# Extra subject alternative names of the serving certificate (e.g. IP:192.0.2.2, so
+# Pods of tests/node/ reach it by the machine's address): QAO_CP_EXTRA_SANS, comma-separated.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -88,7 +90,7 @@ gen_pki() {
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local${QAO_CP_EXTRA_SANS:+,$QAO_CP_EXTRA_SANS}
 EXT
     cat > client.ext <<EXT
 basicConstraints=critical,CA:FALSE

@@ -39,6 +39,13 @@ pub fn scripts_dir() -> PathBuf {
         .join("control-plane")
 }
 
+/// Directory holding the one-node cluster's build.sh, up.sh and down.sh.
+pub fn node_scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("node")
+}
+
 /// Reads `KEY=value` lines of `tests/control-plane/versions.env`.
 pub fn pinned_versions() -> HashMap<String, String> {
     let path = scripts_dir().join("versions.env");
@@ -98,6 +105,9 @@ pub struct ControlPlane {
     server: String,
     /// Private control planes are stopped on drop; the shared one by its watchdog.
     owned: bool,
+    /// Where build.sh, up.sh and down.sh come from: tests/control-plane, or tests/node for
+    /// a control plane with a node ([`ControlPlane::start_node`]).
+    scripts: PathBuf,
 }
 
 impl ControlPlane {
@@ -105,7 +115,7 @@ impl ControlPlane {
     /// first use. Panics (in every test that asks) if it cannot be started.
     pub fn shared() -> &'static ControlPlane {
         static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-        match SHARED.get_or_init(|| ControlPlane::launch(false)) {
+        match SHARED.get_or_init(|| ControlPlane::launch(false, scripts_dir())) {
             Ok(cp) => cp,
             Err(e) => panic!("the shared control plane could not be started:\n{e}"),
         }
@@ -114,13 +124,21 @@ impl ControlPlane {
     /// Starts a private control plane; dropping it stops it and removes its
     /// state dir.
     pub fn start() -> Result<ControlPlane, String> {
-        ControlPlane::launch(true)
+        ControlPlane::launch(true, scripts_dir())
     }
 
-    fn launch(owned: bool) -> Result<ControlPlane, String> {
+    /// Starts a private control plane with one Node (containerd, kubelet, kube-proxy,
+    /// kube-controller-manager, kube-scheduler: `tests/node/up.sh`), so Deployments get Pods
+    /// that run. Dropping it runs `tests/node/down.sh`, which also undoes what the node
+    /// changed on the machine. One per machine.
+    pub fn start_node() -> Result<ControlPlane, String> {
+        ControlPlane::launch(true, node_scripts_dir())
+    }
+
+    fn launch(owned: bool, scripts: PathBuf) -> Result<ControlPlane, String> {
         // Build first with stderr passed through, so a cold build (many
         // minutes) shows its progress; an up-to-date build prints one line.
-        let build = scripts_dir().join("build.sh");
+        let build = scripts.join("build.sh");
         let out = Command::new(&build)
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
@@ -131,16 +149,14 @@ impl ControlPlane {
         }
 
         let dir = new_state_dir()?;
-        let up = scripts_dir().join("up.sh");
+        let up = scripts.join("up.sh");
         let out = Command::new(&up)
             .arg(&dir)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run {}: {e}", up.display()))?;
         if !out.status.success() {
-            let _ = Command::new(scripts_dir().join("down.sh"))
-                .arg(&dir)
-                .output();
+            let _ = Command::new(scripts.join("down.sh")).arg(&dir).output();
             return Err(format!(
                 "{} {} failed ({}):\n{}",
                 up.display(),
@@ -160,13 +176,14 @@ impl ControlPlane {
             server: get("QAO_CP_SERVER")?,
             dir,
             owned,
+            scripts,
         };
         cp.spawn_watchdog()?;
         Ok(cp)
     }
 
-    /// Runs `watchdog.sh <our pid> DIR` in its own session: it runs down.sh
-    /// once this process is gone, however it ended.
+    /// Runs `watchdog.sh <our pid> DIR DOWN` in its own session: it runs this
+    /// control plane's down.sh once this process is gone, however it ended.
     fn spawn_watchdog(&self) -> Result<(), String> {
         let watchdog = scripts_dir().join("watchdog.sh");
         let status = Command::new("setsid")
@@ -174,6 +191,7 @@ impl ControlPlane {
             .arg(&watchdog)
             .arg(std::process::id().to_string())
             .arg(&self.dir)
+            .arg(self.scripts.join("down.sh"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -307,7 +325,7 @@ impl ControlPlane {
         if !self.owned {
             return Err("refusing to stop the shared control plane's apiserver".into());
         }
-        run_script("stop-apiserver.sh", &self.dir)
+        run_script(&scripts_dir().join("stop-apiserver.sh"), &self.dir)
     }
 
     /// Starts kube-apiserver again after [`stop_apiserver`](Self::stop_apiserver)
@@ -317,13 +335,13 @@ impl ControlPlane {
         if !self.owned {
             return Err("refusing to restart the shared control plane's apiserver".into());
         }
-        run_script("up.sh", &self.dir)
+        run_script(&scripts_dir().join("up.sh"), &self.dir)
     }
 
     /// Stops everything and removes the state dir (what `Drop` does for
     /// private control planes).
     pub fn stop(&self) -> Result<(), String> {
-        run_script("down.sh", &self.dir)
+        run_script(&self.scripts.join("down.sh"), &self.dir)
     }
 
     /// The last `lines` lines of a component's log ("etcd" or "kube-apiserver").
@@ -367,9 +385,8 @@ async fn client_from_kubeconfig(
     kube::Client::try_from(config).map_err(|e| format!("client: {e}"))
 }
 
-fn run_script(script: &str, dir: &Path) -> Result<(), String> {
-    let path = scripts_dir().join(script);
-    let out = Command::new(&path)
+fn run_script(path: &Path, dir: &Path) -> Result<(), String> {
+    let out = Command::new(path)
         .arg(dir)
         .stdin(Stdio::null())
         .output()

@@ -1,5 +1,6 @@
 //! `kubectl qlik status NAME`: what the operator recorded, and what the tenant says now,
-//! its rate budget included.
+//! its rate budget included: as the tenant's headers told the plugin, and as the operator
+//! counts it ([`operator_metrics`](crate::plugin::operator_metrics)).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -9,10 +10,11 @@ use crate::{
     plugin::{
         Cluster, Io, PluginError,
         cli::StatusArgs,
+        operator_metrics::{self, OperatorBudget, OperatorTier},
         render::{self, OutputFormat},
         target::automation_id,
     },
-    qlik::{Tier, model::Automation, ratelimit::RateLimiter},
+    qlik::{Caller, Tier, model::Automation, ratelimit::RateLimiter},
 };
 
 /// The report `-o json` / `-o yaml` print.
@@ -37,6 +39,12 @@ pub struct StatusReport {
     /// What the tenant said about the rate budget on the plugin's own calls; `None` when the
     /// plugin did not call the tenant.
     pub budget: Option<BudgetReport>,
+    /// The same budget as the operator's metrics count it, when they could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_budget: Option<OperatorBudget>,
+    /// Why the operator's metrics could not be read, when they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_budget_error: Option<String>,
 }
 
 /// Per tier, what the tenant's `Ratelimit-*` headers said on the plugin's own calls (the
@@ -96,10 +104,21 @@ pub async fn execute(
 ) -> Result<(), PluginError> {
     let obj = cluster.automation(&args.name).await?;
     let mut budget = None;
-    let live = live_remote(cluster, &obj, &mut budget).await;
+    let mut caller = None;
+    let live = live_remote(cluster, &obj, &mut budget, &mut caller).await;
     let (remote, error) = match live {
         Ok(a) => (Some(a), None),
         Err(e) => (None, Some(e)),
+    };
+    let (operator_budget, operator_budget_error) = match &caller {
+        Some(caller) => match operator_metrics::read(&cluster.client, caller).await {
+            Ok(b) => (Some(b), None),
+            Err(e) => (None, Some(e)),
+        },
+        None => (
+            None,
+            Some("the object's connection could not be resolved".into()),
+        ),
     };
     let report = StatusReport {
         name: args.name.clone(),
@@ -110,6 +129,8 @@ pub async fn execute(
         remote,
         remote_error: error.as_ref().map(ToString::to_string),
         budget,
+        operator_budget,
+        operator_budget_error,
     };
     match args.output {
         OutputFormat::Table => write!(io.out, "{}", summary(&report, Utc::now()))?,
@@ -130,14 +151,18 @@ pub async fn execute(
 }
 
 /// The remote as the tenant returns it now. Once the tenant has been called, `budget` holds
-/// what it said about the rate budget, whether the read succeeded or not.
+/// what it said about the rate budget, whether the read succeeded or not; once the
+/// connection is resolved, `caller` holds the tenant and identity the operator's metrics
+/// label it with.
 async fn live_remote(
     cluster: &Cluster,
     obj: &QlikAutomation,
     budget: &mut Option<BudgetReport>,
+    caller: &mut Option<Caller>,
 ) -> Result<Automation, PluginError> {
-    let id = automation_id(obj, &cluster.namespace)?;
     let tenant = cluster.tenant(obj).await?;
+    *caller = Some(tenant.client.caller().clone());
+    let id = automation_id(obj, &cluster.namespace)?;
     let read = tenant.client.get_automation(&id).await;
     *budget = Some(BudgetReport::of(tenant.client.limiter()));
     let mut automation =
@@ -172,6 +197,13 @@ pub fn summary(report: &StatusReport, now: DateTime<Utc>) -> String {
     field("Last run", last_run(&status, now));
     field("Usage", usage(&status));
     field("Budget", budget(report.budget.as_ref()));
+    field(
+        "Operator use",
+        operator_budget(
+            report.operator_budget.as_ref(),
+            report.operator_budget_error.as_deref(),
+        ),
+    );
     field(
         "Generation",
         format!(
@@ -369,6 +401,32 @@ fn budget(report: Option<&BudgetReport>) -> String {
     )
 }
 
+/// The budget as the operator counts it, per tier: used of the limit in its window and the
+/// 429s of the last hour, or why there are no figures.
+fn operator_budget(report: Option<&OperatorBudget>, error: Option<&str>) -> String {
+    let Some(report) = report else {
+        return format!("- ({})", error.unwrap_or("not read"));
+    };
+    let Some(leader) = &report.leader else {
+        return format!(
+            "- (no replica leads among {}; the operator is not reconciling)",
+            report.pods.join(", ")
+        );
+    };
+    let tier = |tier: Tier, figures: Option<&OperatorTier>| match figures {
+        Some(t) => format!(
+            "{tier} {}/{} used in this window, {} 429s in the last hour",
+            t.used, t.limit, t.rate_limited_last_hour
+        ),
+        None => format!("{tier} not used by the operator since it started"),
+    };
+    format!(
+        "{}; {} (metrics of {leader})",
+        tier(Tier::Tier1, report.tier1.as_ref()),
+        tier(Tier::Tier2, report.tier2.as_ref()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +472,8 @@ mod tests {
                 tier1: Some(tier_budget(1000, 963)),
                 tier2: None,
             }),
+            operator_budget: None,
+            operator_budget_error: Some("no running operator Pod".into()),
         }
     }
 
@@ -474,6 +534,62 @@ mod tests {
             "{text}"
         );
         assert!(!with(json!({})).contains("admin"));
+    }
+
+    #[test]
+    fn the_operator_budget_line_says_per_tier_what_the_leader_counts_or_why_not() {
+        let tier = |used, limit, rate_limited_last_hour| OperatorTier {
+            used,
+            limit,
+            rate_limited_last_hour,
+        };
+        let report = OperatorBudget {
+            pods: vec!["ops/a".into(), "ops/b".into()],
+            leader: Some("ops/b".into()),
+            tier1: Some(tier(12, 5000, 0)),
+            tier2: None,
+        };
+        assert_eq!(
+            operator_budget(Some(&report), None),
+            "tier1 12/5000 used in this window, 0 429s in the last hour; tier2 not used by the \
+             operator since it started (metrics of ops/b)"
+        );
+        let idle = OperatorBudget {
+            leader: None,
+            ..report
+        };
+        assert_eq!(
+            operator_budget(Some(&idle), None),
+            "- (no replica leads among ops/a, ops/b; the operator is not reconciling)"
+        );
+        assert_eq!(
+            operator_budget(None, Some("cannot list the operator's Services")),
+            "- (cannot list the operator's Services)"
+        );
+        let text = summary(&report_with_operator(), chrono::Utc::now());
+        assert!(
+            text.contains(
+                "Operator use:   tier1 1/10 used in this window, 3 429s in the last hour"
+            ),
+            "{text}"
+        );
+    }
+
+    fn report_with_operator() -> StatusReport {
+        StatusReport {
+            operator_budget: Some(OperatorBudget {
+                pods: vec!["ops/a".into()],
+                leader: Some("ops/a".into()),
+                tier1: Some(OperatorTier {
+                    used: 1,
+                    limit: 10,
+                    rate_limited_last_hour: 3,
+                }),
+                tier2: None,
+            }),
+            operator_budget_error: None,
+            ..report()
+        }
     }
 
     #[test]

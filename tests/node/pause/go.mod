@@ -1,0 +1,3 @@
+module qlik-automations-operator/tests/node/pause
+
+go 1.25

@@ -72,7 +72,18 @@ if [[ -f "$STATE" ]]; then
         done
         ip link delete "$a" type bridge 2>/dev/null || true ;;
       kube-proxy)
-        [[ -x "$BIN/kube-proxy" ]] && "$BIN/kube-proxy" --cleanup --config="$a" >/dev/null 2>&1 || true ;;
+        [[ -x "$BIN/kube-proxy" ]] && "$BIN/kube-proxy" --cleanup --config="$a" >/dev/null 2>&1 || true
+        # The kubelet's chains, should it have made them (makeIPTablesUtilChains is off).
+        for cmd in iptables ip6tables; do
+          command -v "$cmd" >/dev/null || continue
+          "$cmd" -t filter -D INPUT -j KUBE-FIREWALL 2>/dev/null || true
+          "$cmd" -t filter -D OUTPUT -j KUBE-FIREWALL 2>/dev/null || true
+          for table_chain in filter:KUBE-FIREWALL filter:KUBE-KUBELET-CANARY nat:KUBE-KUBELET-CANARY \
+                             mangle:KUBE-KUBELET-CANARY mangle:KUBE-IPTABLES-HINT; do
+            "$cmd" -t "${table_chain%%:*}" -F "${table_chain#*:}" 2>/dev/null || true
+            "$cmd" -t "${table_chain%%:*}" -X "${table_chain#*:}" 2>/dev/null || true
+          done
+        done ;;
       sysctl)
         sysctl -q -w "$a=$b" >/dev/null 2>&1 || true ;;
     esac

@@ -229,6 +229,9 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 maxPods: 20
+# kube-proxy owns the node's iptables rules; the kubelet's own chains (KUBE-FIREWALL and its
+# canaries) would outlive the node.
+makeIPTablesUtilChains: false
 YAML
 start kubelet "$BIN/kubelet" \
   --config="$DIR/kubelet.yaml" \

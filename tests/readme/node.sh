@@ -27,6 +27,11 @@ trap 'rm -f "$script"' EXIT
   printf '%s\n' "$block" | tail -n1
   echo 'trap - EXIT'
   echo '[[ ! -e /tmp/node ]] || { echo "down.sh left /tmp/node behind" >&2; exit 1; }'
+  # Nor anything it changed outside /tmp/node: the bridge, iptables chains, cgroups, netns.
+  echo '! ip -o link show type bridge | grep -q ": qao" || { echo "down.sh left a bridge" >&2; exit 1; }'
+  echo '! iptables-save | grep -q "KUBE-" || { echo "down.sh left iptables chains" >&2; exit 1; }'
+  echo '! ls -d /sys/fs/cgroup/*/qao-* >/dev/null 2>&1 || { echo "down.sh left cgroups" >&2; exit 1; }'
+  echo '! ip netns list | grep -q "^cni-" || { echo "down.sh left network namespaces" >&2; exit 1; }'
 } > "$script"
 echo "== the README's node block, as written =="
 printf '%s\n' "$block"

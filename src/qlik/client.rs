@@ -357,12 +357,12 @@ impl QlikClient {
         // An OAuth token the tenant refuses is renewed once per call, then believed.
         let mut renewed = false;
         loop {
-            let bearer = if authenticated {
+            let (bearer, slot) = if authenticated {
                 let bearer = self.auth.bearer().await?;
-                self.acquire(endpoint.tier()).await;
-                Some(bearer)
+                let slot = self.acquire(endpoint.tier()).await;
+                (Some(bearer), Some(slot))
             } else {
-                None
+                (None, None)
             };
             let error = match self
                 .send_once(
@@ -371,6 +371,7 @@ impl QlikClient {
                     &url,
                     body.as_deref(),
                     bearer.as_ref(),
+                    slot,
                 )
                 .await
             {
@@ -411,8 +412,8 @@ impl QlikClient {
     /// Reserves a send slot of `tier` in the shared limiter and waits for it, reporting the
     /// budget left when the slot is reserved and again when it is used (a slot reserved
     /// behind a 429's block reports 0, which would otherwise stand after the block ended),
-    /// and the wait.
-    async fn acquire(&self, tier: Tier) {
+    /// and the wait. Returns the slot.
+    async fn acquire(&self, tier: Tier) -> tokio::time::Instant {
         let at = self.limiter.reserve(tier);
         // Taken after the reservation, so a slot free at once is a wait of exactly zero.
         let now = tokio::time::Instant::now();
@@ -424,6 +425,7 @@ impl QlikClient {
         if let Some(telemetry) = &self.telemetry {
             telemetry.waited(&self.caller, tier, at.saturating_duration_since(now));
         }
+        at
     }
 
     /// Reports what the limiter believes is left of `tier`'s budget.
@@ -446,7 +448,8 @@ impl QlikClient {
     }
 
     /// Sends one request and reads its answer; reports it (exactly once) as soon as its
-    /// status, or the failure to get one, is known.
+    /// status, or the failure to get one, is known, and tells the limiter when the request
+    /// sent in `slot` (API calls only) was answered.
     async fn send_once(
         &self,
         endpoint: Endpoint,
@@ -454,6 +457,7 @@ impl QlikClient {
         url: &Url,
         body: Option<&[u8]>,
         bearer: Option<&Bearer>,
+        slot: Option<tokio::time::Instant>,
     ) -> Result<Bytes, QlikError> {
         let authenticated = bearer.is_some();
         let mut request = self.http.request(method, url.clone());
@@ -465,7 +469,11 @@ impl QlikClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_vec());
         }
-        let response = match request.send().await {
+        let sent = request.send().await;
+        if let Some(slot) = slot {
+            self.limiter.answered(endpoint.tier(), slot);
+        }
+        let response = match sent {
             Ok(response) => response,
             Err(e) => {
                 let error = transport_error(endpoint, e);

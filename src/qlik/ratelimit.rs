@@ -133,10 +133,12 @@ impl ReportedBudget {
 #[derive(Debug)]
 struct TierSlots {
     limit: usize,
-    /// The last `limit` reserved send times, oldest first.
+    /// The reserved send times that may still count in the window, oldest first.
     reserved: VecDeque<Instant>,
     /// Set after a 429: nothing in this tier goes out before it.
     blocked_until: Option<Instant>,
+    /// How late our own requests were answered after their slots, over the last window.
+    lag: SlidingMax,
 }
 
 impl TierSlots {
@@ -145,13 +147,29 @@ impl TierSlots {
             limit: limit.max(1) as usize,
             reserved: VecDeque::new(),
             blocked_until: None,
+            lag: SlidingMax::default(),
         }
+    }
+
+    /// The window as the tenant may apply it to our slots: `window` plus the longest
+    /// slot-to-answer lag of the last window (at most a tenth of the window).
+    ///
+    /// The tenant counts a request when it arrives, which can be well after its slot on a
+    /// loaded machine or network, and frees it a window after that. Each request arrived no
+    /// later than its answer, so a slot aged by this longer window is surely free on the
+    /// tenant's side too. Aged by `window` alone, a slot whose request arrived late was
+    /// reused while the tenant still counted it (a 429), and answers then said less was
+    /// left than believed, so our own late requests were booked as someone else's made
+    /// just now and held slots a whole extra window.
+    fn window(&self, now: Instant, window: Duration) -> Duration {
+        window + self.lag.max(now, window).min(window / 10)
     }
 
     /// Books requests the tenant counted and this limiter did not make: `remaining` is what
     /// the tenant says is left now, `reset_in` when its window frees a slot. Only ever
     /// lowers the belief.
     fn correct(&mut self, now: Instant, window: Duration, remaining: u32, reset_in: Duration) {
+        let window = self.window(now, window);
         // What the tenant can have counted of ours: slots taken in the window up to now
         // (those reserved for later are not sent yet).
         let counted = self
@@ -172,9 +190,6 @@ impl TierSlots {
                 self.reserved.push_back(now);
             }
             self.reserved.make_contiguous().sort();
-            while self.reserved.len() > self.limit {
-                self.reserved.pop_front();
-            }
         }
         if remaining == 0 {
             let until = now + reset_in.min(window);
@@ -182,21 +197,36 @@ impl TierSlots {
         }
     }
 
+    /// The k-th request may go no earlier than a window after the (k − limit)-th.
     fn reserve(&mut self, now: Instant, window: Duration) -> Instant {
+        let window = self.window(now, window);
+        // Slots are kept while the tenant may count them, not just the last `limit`: slots
+        // reserved ahead (callers waiting for the window) would otherwise push out slots
+        // already used and still counted, and answers would then seem to count more than
+        // ours.
+        while self.reserved.front().is_some_and(|at| *at + window <= now) {
+            self.reserved.pop_front();
+        }
         let mut at = now;
-        if self.reserved.len() >= self.limit
-            && let Some(oldest) = self.reserved.front()
+        if let Some(kth) = self
+            .reserved
+            .len()
+            .checked_sub(self.limit)
+            .and_then(|i| self.reserved.get(i))
         {
-            at = at.max(*oldest + window);
+            at = at.max(*kth + window);
         }
         if let Some(blocked) = self.blocked_until {
             at = at.max(blocked);
         }
         self.reserved.push_back(at);
-        while self.reserved.len() > self.limit {
-            self.reserved.pop_front();
-        }
         at
+    }
+
+    /// Notes that the request sent in slot `slot` was answered (or failed) at `now`.
+    fn answered(&mut self, now: Instant, window: Duration, slot: Instant) {
+        self.lag
+            .push(now, now.saturating_duration_since(slot), window);
     }
 
     /// The limit minus the slots reserved within the window before `now` (slots reserved
@@ -205,13 +235,46 @@ impl TierSlots {
         if self.blocked_until.is_some_and(|b| b > now) {
             return 0;
         }
+        let window = self.window(now, window);
         let taken = self
             .reserved
             .iter()
-            .rev()
-            .take_while(|at| **at + window > now)
+            .filter(|at| **at + window > now)
             .count();
         u32::try_from(self.limit.saturating_sub(taken)).unwrap_or(u32::MAX)
+    }
+}
+
+/// The largest of the values pushed within the last window, kept as a monotonic queue: each
+/// push and query is amortised O(1), which matters at tens of thousands of requests a window.
+#[derive(Debug, Default)]
+struct SlidingMax {
+    /// (when, value), values strictly decreasing from the front.
+    entries: VecDeque<(Instant, Duration)>,
+}
+
+impl SlidingMax {
+    fn push(&mut self, now: Instant, value: Duration, window: Duration) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(at, _)| *at + window <= now)
+        {
+            self.entries.pop_front();
+        }
+        while self.entries.back().is_some_and(|(_, v)| *v <= value) {
+            self.entries.pop_back();
+        }
+        self.entries.push_back((now, value));
+    }
+
+    /// The largest value pushed within `window` before `now`: the first one not expired,
+    /// since values decrease from the front.
+    fn max(&self, now: Instant, window: Duration) -> Duration {
+        self.entries
+            .iter()
+            .find(|(at, _)| *at + window > now)
+            .map_or(Duration::ZERO, |(_, v)| *v)
     }
 }
 
@@ -273,6 +336,15 @@ impl RateLimiter {
     pub async fn acquire(&self, tier: Tier) {
         let at = self.reserve(tier);
         tokio::time::sleep_until(at).await;
+    }
+
+    /// Notes that the request sent in `slot` (what [`RateLimiter::reserve`] returned) was
+    /// just answered, or failed: how late answers come after their slots tells how long the
+    /// tenant may still count our requests after the limiter has let them leave its window.
+    /// Call it for every request, before [`RateLimiter::record_reported`] of its answer.
+    pub fn answered(&self, tier: Tier, slot: Instant) {
+        let mut tiers = self.tiers.lock().unwrap_or_else(|e| e.into_inner());
+        tiers[Self::index(tier)].answered(Instant::now(), self.limits.window + self.margin, slot);
     }
 
     /// Takes what the tenant said about `tier`'s budget in an answer that just arrived: the
@@ -653,6 +725,104 @@ mod reported {
         // Reports of more left than believed are not taken.
         l.record_reported(Tier::Tier2, reported(10, 10, 0));
         assert_eq!(l.remaining(Tier::Tier2), 0);
+    }
+
+    /// A tenant counting every request when it arrives, over a sliding 60 s window, and
+    /// answering with the `Ratelimit-*` headers the emulator sends.
+    struct Tenant {
+        limit: u32,
+        arrivals: VecDeque<Instant>,
+        refused: u32,
+        epoch: DateTime<Utc>,
+        start: Instant,
+    }
+
+    impl Tenant {
+        fn answer(&mut self) -> ReportedBudget {
+            let now = Instant::now();
+            let window = Duration::from_secs(60);
+            while self.arrivals.front().is_some_and(|a| *a + window <= now) {
+                self.arrivals.pop_front();
+            }
+            if self.arrivals.len() >= self.limit as usize {
+                self.refused += 1;
+            } else {
+                self.arrivals.push_back(now);
+            }
+            let used = u32::try_from(self.arrivals.len()).unwrap();
+            let reset_in = self
+                .arrivals
+                .front()
+                .map_or(Duration::ZERO, |a| (*a + window) - now);
+            let seen_at = self.epoch + TimeDelta::from_std(now - self.start).unwrap();
+            ReportedBudget {
+                limit: self.limit,
+                remaining: self.limit.saturating_sub(used),
+                reset_at: seen_at + TimeDelta::from_std(reset_in).unwrap(),
+                seen_at,
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn our_own_late_arrivals_are_not_taken_for_someone_elses() {
+        let l = RateLimiter::new(RateLimits {
+            tier1_per_minute: 1000,
+            tier2_per_minute: 10,
+            window: Duration::from_secs(60),
+        });
+        let start = Instant::now();
+        let tenant = Tenant {
+            limit: 10,
+            arrivals: VecDeque::new(),
+            refused: 0,
+            epoch: at("2026-12-02T07:00:00Z"),
+            start,
+        };
+        // Four workers sending forty requests between them, as the reconciles do. During
+        // the first burst each request reaches the tenant (and is answered) two seconds
+        // after its slot, far beyond the limiter's margin, as on a loaded machine; later
+        // ones a tenth of a second after.
+        let l = std::sync::Arc::new(l);
+        let tenant = std::sync::Arc::new(Mutex::new(tenant));
+        let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let (l, tenant, sent) = (l.clone(), tenant.clone(), sent.clone());
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        let slot = l.reserve(Tier::Tier2);
+                        tokio::time::sleep_until(slot).await;
+                        let lag = if slot - start < Duration::from_secs(30) {
+                            2000
+                        } else {
+                            100
+                        };
+                        tokio::time::sleep(Duration::from_millis(lag)).await;
+                        let answer = tenant.lock().unwrap().answer();
+                        l.answered(Tier::Tier2, slot);
+                        l.record_reported(Tier::Tier2, answer);
+                        sent.lock().unwrap().push(slot - start);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.unwrap();
+        }
+        let mut sent = sent.lock().unwrap().clone();
+        sent.sort();
+        let tenant = tenant.lock().unwrap();
+        // No 429, although every request of the first burst arrived beyond the margin.
+        assert_eq!(tenant.refused, 0, "429s; sent at {sent:?}");
+        // And no slot is held a whole extra window by our own late requests taken for
+        // someone else's: ten a window, the fourth ten three windows (plus the margin and
+        // the two-second lag each time) after the first.
+        assert!(
+            sent[39] <= Duration::from_secs(190),
+            "the last went at {:?}; sent at {sent:?}",
+            sent[39]
+        );
     }
 
     #[tokio::test(start_paused = true)]

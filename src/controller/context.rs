@@ -16,7 +16,7 @@ use kube::{
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 
-use super::{metrics::Metrics, view::TenantViews};
+use super::{claims::ClaimIndex, metrics::Metrics, view::TenantViews};
 
 /// Settings of the operator process that reconciles read.
 #[derive(Debug, Clone)]
@@ -42,6 +42,8 @@ pub struct Context {
     pub views: TenantViews,
     /// Every `QlikAutomation` the operator watches, for conflict checks.
     pub automations: super::Stores<QlikAutomation>,
+    /// Which of them claim which remote (see [`Context::claimants`]).
+    pub claims: Arc<ClaimIndex>,
     /// Every `QlikAutomationSettings` the operator watches, for conflict checks.
     pub settings: super::Stores<QlikAutomationSettings>,
     /// Publishes Events.
@@ -270,6 +272,7 @@ impl Context {
         kube: kube::Client,
         pool: Arc<ClientPool>,
         automations: super::Stores<QlikAutomation>,
+        claims: Arc<ClaimIndex>,
         settings: super::Stores<QlikAutomationSettings>,
         config: OperatorSettings,
         metrics: Arc<Metrics>,
@@ -284,13 +287,12 @@ impl Context {
             },
         );
         // A remote changed or gone outside Kubernetes wakes the objects linked to it.
-        let stores = automations.clone();
+        let index = claims.clone();
         let wakers = wake.clone();
         let on_change: super::view::OnChange = Arc::new(move |ids: &[String]| {
-            for obj in stores.state() {
-                let linked = obj.status.as_ref().and_then(|s| s.automation_id.as_deref());
-                if linked.is_some_and(|id| ids.binary_search_by(|c| c.as_str().cmp(id)).is_ok()) {
-                    wakers.wake(kube::runtime::reflector::ObjectRef::from_obj(obj.as_ref()));
+            for id in ids {
+                for key in index.claimants(id) {
+                    wakers.wake(key);
                 }
             }
         });
@@ -304,6 +306,7 @@ impl Context {
             pool,
             views,
             automations,
+            claims,
             settings,
             recorder,
             config,
@@ -377,6 +380,16 @@ impl Context {
             .await;
         }
         message
+    }
+
+    /// The watched `QlikAutomation`s that claim remote `id` (the annotation's id, else the
+    /// status's): usually none or one, found without scanning every object.
+    pub fn claimants(&self, id: &str) -> Vec<Arc<QlikAutomation>> {
+        self.claims
+            .claimants(id)
+            .iter()
+            .filter_map(|key| self.automations.get(key))
+            .collect()
     }
 
     /// Stops counting, in the `objects` gauge, the objects no longer in the watch stores

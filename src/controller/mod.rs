@@ -15,6 +15,7 @@
 
 pub mod args;
 pub mod automation;
+pub mod claims;
 pub mod conditions;
 pub mod context;
 pub mod decide;

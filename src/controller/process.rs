@@ -32,7 +32,9 @@ use crate::{
 };
 
 use super::{
-    Context, OperatorSettings, RunArgs, automation, leader, metrics, server, settings, wake,
+    Context, OperatorSettings, RunArgs, automation,
+    claims::ClaimIndex,
+    leader, metrics, server, settings, wake,
     watches::{Stores, referencing, spec_changes, watch_backoff},
 };
 
@@ -134,16 +136,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let credentials = Arc::new(connection::CredentialCache::default());
     let mut wakers = wake::Wakers::default();
     let controller_config = ControllerConfig::default().concurrency(args.concurrency.max(1));
+    let claims = Arc::new(ClaimIndex::new(automation::linked_str));
     let mut automation_controllers = Vec::new();
     let mut settings_controllers = Vec::new();
     for ns in &namespaces {
         let (reader_a, writer_a) = reflector::store();
         let (reader_s, writer_s) = reflector::store();
+        let (part, index) = (claims.add_part(), claims.clone());
         let automations = Controller::for_stream(
             spec_changes(
                 api_in::<QlikAutomation>(&client, ns),
                 watch_config.clone(),
                 writer_a,
+                move |event| index.apply(part, event),
             ),
             reader_a,
         )
@@ -201,6 +206,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 api_in::<QlikAutomationSettings>(&client, ns),
                 watch_config.clone(),
                 writer_s,
+                |_| {},
             ),
             reader_s,
         )
@@ -215,6 +221,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         client.clone(),
         pool,
         automation_stores,
+        claims,
         settings_stores,
         settings,
         metrics.clone(),

@@ -28,6 +28,11 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
     pub fn state(&self) -> Vec<Arc<K>> {
         self.0.iter().flat_map(|s| s.state()).collect()
     }
+
+    /// The object `key` refers to, from whichever store holds it.
+    pub fn get(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.0.iter().find_map(|s| s.get(key))
+    }
 }
 
 /// The watch of `api` that feeds a controller: every object goes into the store, but only a
@@ -35,10 +40,14 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Stores<K> {
 /// requests) triggers a reconcile. Status writes, the operator's own included, do not: a
 /// failing object whose condition message changes on every attempt (Qlik's traceId) would
 /// otherwise reconcile itself in a loop.
+///
+/// `on_event` sees every event right after the store took it, to keep indexes of the store
+/// (see [`super::claims`]) in step with it.
 pub fn spec_changes<K>(
     api: Api<K>,
     config: watcher::Config,
     writer: reflector::store::Writer<K>,
+    on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: kube::Resource<DynamicType = ()>
@@ -49,11 +58,17 @@ where
         + Sync
         + 'static,
 {
+    use futures::StreamExt;
     watcher(api, config)
         .backoff(watch_backoff())
         // managedFields are often the largest part of an object and nothing here reads them.
         .modify(|obj| obj.meta_mut().managed_fields = None)
         .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                on_event(event);
+            }
+        })
         .applied_objects()
         .predicate_filter(
             predicates::generation.combine(user_annotations),

@@ -186,7 +186,7 @@ pub(super) async fn find_own_create(
         .filter(|a| {
             !decide::claimed_by_other(
                 &claim_of(obj),
-                ctx.automations.state().iter().map(|o| claim_of(o)),
+                ctx.claimants(&a.id).iter().map(|o| claim_of(o)),
                 &a.id,
             )
         })

@@ -88,7 +88,7 @@ pub(super) async fn remove_finalizer(ctx: &Context, obj: &QlikAutomation) -> Res
 }
 
 /// The remote id the object links to, borrowed: the annotation (trimmed) wins over status.
-fn linked_str(obj: &QlikAutomation) -> Option<&str> {
+pub(crate) fn linked_str(obj: &QlikAutomation) -> Option<&str> {
     obj.metadata
         .annotations
         .as_ref()

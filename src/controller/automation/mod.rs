@@ -32,6 +32,7 @@ use super::{
     decide::{self, Finalize, OnGone, Outcome, Readiness},
     status,
 };
+pub(crate) use metadata::linked_str;
 use metadata::{claim_of, ensure_finalizer, linked_id, patch_annotations, remove_finalizer};
 
 /// The kind name used in metrics.
@@ -87,7 +88,7 @@ pub fn error_policy(_obj: Arc<QlikAutomation>, err: &Error, _ctx: Arc<Context>) 
 
 /// Another live object that claims `id` and came first, as `namespace/name`.
 fn earlier_claimant(ctx: &Context, obj: &QlikAutomation, id: &str) -> Option<String> {
-    let others = ctx.automations.state();
+    let others = ctx.claimants(id);
     decide::first_claimant(&claim_of(obj), others.iter().map(|o| claim_of(o)), id).map(|c| c.key())
 }
 

@@ -164,23 +164,30 @@ fn window_floor(n: usize, budget: f64, window: Duration) -> Duration {
     window.mul_f64(windows.max(0.0))
 }
 
-/// List requests the proxy saw: every page, and the first pages (no `cursor`), one per
-/// refresh of the tenant list.
+/// List requests the proxy saw: the pages of each refresh of the tenant list (a first page,
+/// without `cursor`, starts one; the pages after it belong to it).
 #[derive(Default)]
 struct ListCounts {
-    pages: std::sync::atomic::AtomicU64,
-    first_pages: std::sync::atomic::AtomicU64,
+    /// Pages per refresh, in the order the refreshes started.
+    refreshes: std::sync::Mutex<Vec<u64>>,
 }
 
 impl ListCounts {
-    fn snapshot(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.pages.load(Relaxed), self.first_pages.load(Relaxed))
+    /// How many refreshes have started so far.
+    fn started(&self) -> usize {
+        self.refreshes.lock().unwrap().len()
+    }
+
+    /// The page counts of the refreshes that started at or after refresh `from` and before
+    /// `to` (counts from [`ListCounts::started`]): a refresh still going at `to` is left out, as is
+    /// one that started before `from`, so each counted refresh is whole.
+    fn pages_per_refresh(&self, from: usize, to: usize) -> Vec<u64> {
+        let refreshes = self.refreshes.lock().unwrap();
+        refreshes[from.min(refreshes.len())..to.min(refreshes.len())].to_vec()
     }
 
     /// Counts the request line `line` if it lists the automations collection.
     fn record(&self, line: &[u8]) {
-        use std::sync::atomic::Ordering::Relaxed;
         let Some(target) = line
             .strip_prefix(b"GET ")
             .and_then(|rest| rest.split(|&b| b == b' ').next())
@@ -190,9 +197,13 @@ impl ListCounts {
         let target = String::from_utf8_lossy(target);
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         if path.starts_with("/api/") && path.ends_with("/automations") {
-            self.pages.fetch_add(1, Relaxed);
-            if !query.split('&').any(|p| p.starts_with("cursor=")) {
-                self.first_pages.fetch_add(1, Relaxed);
+            let mut refreshes = self.refreshes.lock().unwrap();
+            if query.split('&').any(|p| p.starts_with("cursor=")) {
+                if let Some(last) = refreshes.last_mut() {
+                    *last += 1;
+                }
+            } else {
+                refreshes.push(1);
             }
         }
     }
@@ -305,7 +316,12 @@ fn start_operator(namespace: &str, settings: &Settings, n: usize) -> OperatorPro
         &format!("bench-{n}"),
         &ControlPlane::shared().kubeconfig_path(),
         &args,
-        &[("RUST_LOG".to_string(), "warn".to_string())],
+        // `QAO_BENCH_LOG` sets the operator's log filter (e.g. `info,kube_runtime=debug`)
+        // when a run needs explaining; its log is `<temp>/qao-e2e-logs/bench-N.log`.
+        &[(
+            "RUST_LOG".to_string(),
+            std::env::var("QAO_BENCH_LOG").unwrap_or_else(|_| "warn".to_string()),
+        )],
     )
 }
 
@@ -333,6 +349,20 @@ fn ready(a: &QlikAutomation) -> bool {
     })
 }
 
+/// The objects of `api` as a watch keeps them: the harness counts Ready ones in it instead of
+/// listing N objects every poll, which at N = 10 000 made the harness the apiserver's
+/// largest client, competing with the operator it measures. The task ends with the runtime.
+fn watch_objects(api: &Api<QlikAutomation>) -> kube::runtime::reflector::Store<QlikAutomation> {
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    tokio::spawn(stream.for_each(|_| std::future::ready(())));
+    reader
+}
+
 async fn count_ready(api: &Api<QlikAutomation>) -> usize {
     api.list(&ListParams::default())
         .await
@@ -358,9 +388,10 @@ struct Row {
     competitor: Option<Competed>,
     steady_tier1: f64,
     steady_tier2: f64,
-    /// Refreshes of the tenant list per interval, and list pages per refresh.
+    /// Refreshes of the tenant list per interval, and the fewest and most list pages one
+    /// whole refresh took.
     steady_refreshes: f64,
-    steady_pages_per_refresh: f64,
+    steady_pages_per_refresh: (u64, u64),
     /// The operator's CPU seconds over the steady phase, scaled to one hour.
     idle_cpu_per_hour: f64,
     change_median: Duration,
@@ -602,6 +633,9 @@ async fn run_size(n: usize, settings: &Settings) -> Row {
         ))
     });
 
+    let watched = watch_objects(&api);
+    watched.wait_until_ready().await.unwrap();
+
     // Cold convergence: N new objects at once.
     eprintln!("[bench] N = {n}: applying {n} QlikAutomations");
     let started = Instant::now();
@@ -618,15 +652,24 @@ async fn run_size(n: usize, settings: &Settings) -> Row {
         .try_collect::<Vec<()>>()
         .await
         .unwrap();
+    let mut reported = Instant::now();
     loop {
-        let done = count_ready(&api).await;
-        if done == n {
+        let done = watched.state().iter().filter(|a| ready(a)).count();
+        // What the watch shows is confirmed by one list: the figure is the apiserver's.
+        if done == n && count_ready(&api).await == n {
             break;
         }
         if started.elapsed() > Duration::from_secs(3600) {
             panic!("only {done}/{n} Ready after an hour");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if reported.elapsed() > Duration::from_secs(30) {
+            eprintln!(
+                "[bench] N = {n}: {done} Ready after {:.0}s",
+                started.elapsed().as_secs_f64()
+            );
+            reported = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let cold = started.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -657,23 +700,28 @@ async fn run_size(n: usize, settings: &Settings) -> Row {
     // Steady state: let it settle one interval, then count requests over several.
     tokio::time::sleep(Duration::from_secs(settings.resync_seconds)).await;
     emu.reset_counters();
-    let lists_before = lists.snapshot();
+    let lists_before = lists.started();
     let cpu_before = cpu_seconds(pid);
     let steady_started = Instant::now();
     let window = Duration::from_secs(settings.resync_seconds * u64::from(settings.intervals));
     eprintln!("[bench] N = {n}: steady state for {}s", window.as_secs());
     tokio::time::sleep(window).await;
     let steady = emu.counters();
-    let lists_after = lists.snapshot();
+    let lists_after = lists.started();
     let idle_cpu_per_hour =
         (cpu_seconds(pid) - cpu_before) / steady_started.elapsed().as_secs_f64() * 3600.0;
-    let pages = lists_after.0 - lists_before.0;
-    let refreshes = lists_after.1 - lists_before.1;
+    // Whole refreshes only: those that started within the phase and had ended by its end
+    // (the last one started may still be going).
+    let whole = lists.pages_per_refresh(lists_before, lists_after.saturating_sub(1));
+    let refreshes = (lists_after - lists_before) as u64;
     let per_interval = |c: u64| c as f64 / f64::from(settings.intervals);
     let steady_tier1 = per_interval(steady.tier(Tier::Tier1));
     let steady_tier2 = per_interval(steady.tier(Tier::Tier2));
     let steady_refreshes = per_interval(refreshes);
-    let steady_pages_per_refresh = pages as f64 / refreshes.max(1) as f64;
+    let steady_pages_per_refresh = (
+        whole.iter().copied().min().unwrap_or(0),
+        whole.iter().copied().max().unwrap_or(0),
+    );
 
     // Change latency on an idle operator: one spec change at a time.
     eprintln!("[bench] N = {n}: {} single changes", settings.changes);
@@ -844,7 +892,7 @@ fn main() {
     }
     println!();
     println!(
-        "| N | cold: all Ready | floor (N writes / Tier 2) | ratio | window floor | ratio | 429s | writes | steady Tier 1 / interval | steady Tier 2 / interval | refreshes / interval | list pages / refresh | ceil(N/200) | per-resource polling | change p50 | change p99 | peak RSS | CPU | CPU per idle hour |"
+        "| N | cold: all Ready | floor (N writes / Tier 2) | ratio | window floor | ratio | 429s | writes | steady Tier 1 / interval | steady Tier 2 / interval | refreshes / interval | list pages per whole refresh (min-max) | ceil(N/200) | per-resource polling | change p50 | change p99 | peak RSS | CPU | CPU per idle hour |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
@@ -857,7 +905,7 @@ fn main() {
             )
         };
         println!(
-            "| {} | {:.1} s | {:.1} s | {:.2} | {window_floor} | {window_ratio} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} | {:.0} ms | {:.0} ms | {:.0} MiB | {:.1} s | {:.1} s |",
+            "| {} | {:.1} s | {:.1} s | {:.2} | {window_floor} | {window_ratio} | {} | {} | {:.1} | {:.1} | {:.1} | {}-{} | {} | {} | {:.0} ms | {:.0} ms | {:.0} MiB | {:.1} s | {:.1} s |",
             r.n,
             r.cold.as_secs_f64(),
             r.floor.as_secs_f64(),
@@ -867,7 +915,8 @@ fn main() {
             r.steady_tier1,
             r.steady_tier2,
             r.steady_refreshes,
-            r.steady_pages_per_refresh,
+            r.steady_pages_per_refresh.0,
+            r.steady_pages_per_refresh.1,
             r.n.div_ceil(200),
             r.n,
             r.change_median.as_secs_f64() * 1000.0,

@@ -56,14 +56,11 @@ impl Part {
     }
 
     fn replace(&mut self, listed: HashMap<ObjectRef<QlikAutomation>, String>) {
+        self.by_object.clear();
         self.by_id.clear();
-        for (key, id) in &listed {
-            self.by_id
-                .entry(id.clone())
-                .or_default()
-                .insert(key.clone());
+        for (key, id) in listed {
+            self.set(key, Some(&id));
         }
-        self.by_object = listed;
     }
 }
 

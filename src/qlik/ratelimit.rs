@@ -394,7 +394,8 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    fn limiter(t1: u32, t2: u32, window_ms: u64) -> RateLimiter {
+    /// A limiter with `t1` reads and `t2` writes a minute over a `window_ms` window.
+    pub(super) fn limiter(t1: u32, t2: u32, window_ms: u64) -> RateLimiter {
         RateLimiter::new(RateLimits {
             tier1_per_minute: t1,
             tier2_per_minute: t2,
@@ -651,11 +652,7 @@ mod reported {
 
     #[tokio::test(start_paused = true)]
     async fn the_latest_answer_per_tier_is_kept() {
-        let l = RateLimiter::new(RateLimits {
-            tier1_per_minute: 2,
-            tier2_per_minute: 1,
-            window: Duration::from_secs(60),
-        });
+        let l = super::tests::limiter(2, 1, 60_000);
         assert_eq!(l.reported(Tier::Tier1), None);
         assert_eq!(l.reported(Tier::Tier2), None);
         let budget = |remaining, seen: &str| ReportedBudget {
@@ -697,11 +694,7 @@ mod reported {
 
     #[tokio::test(start_paused = true)]
     async fn what_someone_else_spent_is_booked_until_the_tenant_frees_it() {
-        let l = RateLimiter::new(RateLimits {
-            tier1_per_minute: 1000,
-            tier2_per_minute: 10,
-            window: Duration::from_secs(60),
-        });
+        let l = super::tests::limiter(1000, 10, 60_000);
         let window = Duration::from_secs(60) + l.margin;
         let start = Instant::now();
         // Two of ours went out; the tenant says 3 are left of 10: 5 were someone else's.
@@ -766,11 +759,7 @@ mod reported {
 
     #[tokio::test(start_paused = true)]
     async fn our_own_late_arrivals_are_not_taken_for_someone_elses() {
-        let l = RateLimiter::new(RateLimits {
-            tier1_per_minute: 1000,
-            tier2_per_minute: 10,
-            window: Duration::from_secs(60),
-        });
+        let l = super::tests::limiter(1000, 10, 60_000);
         let start = Instant::now();
         let tenant = Tenant {
             limit: 10,
@@ -827,11 +816,7 @@ mod reported {
 
     #[tokio::test(start_paused = true)]
     async fn nothing_left_waits_for_the_reset() {
-        let l = RateLimiter::new(RateLimits {
-            tier1_per_minute: 1000,
-            tier2_per_minute: 10,
-            window: Duration::from_secs(60),
-        });
+        let l = super::tests::limiter(1000, 10, 60_000);
         let start = Instant::now();
         l.record_reported(Tier::Tier2, reported(10, 0, 17));
         assert_eq!(l.remaining(Tier::Tier2), 0);
